@@ -1,0 +1,125 @@
+"""Manifest entries → (features or waveform, token ids) examples → padded batches.
+
+Features are computed per example in DataLoader workers when an extractor is given (CPU
+training); without one the dataset yields waveforms so the extractor can run batched on the
+GPU. An unreadable audio file is reported once and skipped, never fatal for a training run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset
+
+from speechrnn import audio
+from speechrnn.data.manifest import Entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    id: str
+    signal: torch.Tensor  # (T, F) features or (N,) waveform
+    tokens: torch.Tensor  # (S,) token ids
+    text: str
+    speaker: str
+
+
+@dataclass
+class Batch:
+    """Padded batch: ``inputs`` (B, T, F) features or (B, N) waveforms, with lengths."""
+
+    inputs: torch.Tensor
+    input_lengths: torch.Tensor
+    targets: torch.Tensor  # (B, S) padded with 0
+    target_lengths: torch.Tensor
+    ids: list[str]
+    texts: list[str]
+    speakers: list[str]
+    skipped: int = 0  # examples dropped from this batch (unreadable audio)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.inputs.to(device, non_blocking=True), self.input_lengths,
+            self.targets.to(device, non_blocking=True), self.target_lengths, self.ids,
+            self.texts, self.speakers, self.skipped,
+        )
+
+
+class ASRDataset(Dataset):
+    """Indexable dataset over manifest entries.
+
+    ``waveform_transform`` (speed perturbation, noise) runs on the waveform and
+    ``feature_transform`` (SpecAugment) on the features; both only when given.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        tokenizer,
+        sample_rate: int = 16000,
+        extractor: torch.nn.Module | None = None,
+        waveform_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        feature_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.entries = list(entries)
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+        self.extractor = extractor.eval() if extractor is not None else None
+        self.waveform_transform = waveform_transform
+        self.feature_transform = feature_transform
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def durations(self) -> list[float]:
+        return [entry.duration for entry in self.entries]
+
+    def __getitem__(self, index: int) -> Example | None:
+        entry = self.entries[index]
+        try:
+            waveform = audio.load(entry.audio, self.sample_rate, entry.offset,
+                                  entry.duration if entry.offset else None)
+        except audio.AudioError as error:
+            log.warning("skipping %s: %s", entry.id, error)
+            return None
+        if self.waveform_transform is not None:
+            waveform = self.waveform_transform(waveform)
+        signal = waveform
+        if self.extractor is not None:
+            if waveform.numel() < self.extractor.analysis.win_length:
+                log.warning("skipping %s: %s shorter than one frame", entry.id, entry.audio)
+                return None
+            with torch.no_grad():
+                signal, _ = self.extractor(waveform)
+            if self.feature_transform is not None:
+                signal = self.feature_transform(signal)
+        tokens = torch.tensor(self.tokenizer.encode(entry.text), dtype=torch.long)
+        return Example(entry.id, signal, tokens, entry.text, entry.speaker)
+
+
+def collate(examples: Sequence[Example | None]) -> Batch:
+    """Pad a list of examples (None = skipped) into a Batch."""
+    kept = [e for e in examples if e is not None]
+    if not kept:
+        empty = torch.zeros(0, dtype=torch.long)
+        return Batch(torch.zeros(0, 0), empty, torch.zeros(0, 0, dtype=torch.long), empty,
+                     [], [], [], skipped=len(examples))
+    signals = [e.signal for e in kept]
+    tokens = [e.tokens for e in kept]
+    return Batch(
+        inputs=pad_sequence(signals, batch_first=True),
+        input_lengths=torch.tensor([s.shape[0] for s in signals], dtype=torch.long),
+        targets=pad_sequence(tokens, batch_first=True) if any(len(t) for t in tokens)
+        else torch.zeros(len(kept), 0, dtype=torch.long),
+        target_lengths=torch.tensor([len(t) for t in tokens], dtype=torch.long),
+        ids=[e.id for e in kept],
+        texts=[e.text for e in kept],
+        speakers=[e.speaker for e in kept],
+        skipped=len(examples) - len(kept),
+    )

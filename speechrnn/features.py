@@ -1,0 +1,354 @@
+"""Acoustic features: batched log-mel filterbanks, MFCC and log spectrograms, and CMVN.
+
+All extractors are ``nn.Module``\\ s that take a padded batch of waveforms ``(B, N)`` with their
+lengths and return ``(B, T, F)`` features with frame counts, on whatever device the input is.
+Frames are cut without centre padding (Kaldi's ``snip_edges``): frame ``t`` covers samples
+``[t*shift, t*shift + length)``, so frame times are exact and derived from ``frame_shift``.
+
+Two mel conventions share one implementation:
+
+* ``mode="default"``: Hann window, Slaney mel scale and area normalisation — the same
+  filterbank as librosa's and ``torchaudio.transforms.MelSpectrogram(norm="slaney",
+  mel_scale="slaney")``.
+* ``mode="kaldi"``: Povey window, DC removal, pre-emphasis 0.97, Kaldi's mel banks — matches
+  ``torchaudio.compliance.kaldi.fbank``. torchaudio's version works on one utterance at a time
+  in float64-heavy Python; this one frames a whole batch with one ``unfold`` and one FFT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchaudio.compliance.kaldi as kaldi
+import torchaudio.functional as AF
+from torch import nn
+
+LOG_FLOOR = torch.finfo(torch.float32).eps
+
+
+@dataclass
+class FeatureConfig:
+    """Everything needed to rebuild a feature extractor (stored in checkpoints)."""
+
+    kind: str = "fbank"  # fbank | mfcc | spectrogram
+    mode: str = "default"  # default | kaldi
+    sample_rate: int = 16000
+    n_mels: int = 80
+    n_mfcc: int = 13
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    dither: float = 0.0
+    preemphasis: float | None = None  # None: the mode's default (0 default, 0.97 kaldi)
+    deltas: int = 0  # 0, 1 (Δ) or 2 (Δ+ΔΔ)
+    low_freq: float = 20.0
+    high_freq: float | None = None  # None: Nyquist
+
+
+BLOCK_FRAMES = 256  # CPU frames per block: keeps frames, spectrum and powers in L2 cache
+
+
+class _FrameAnalysis(nn.Module):
+    """Shared front half: framing, dither, DC removal, pre-emphasis, window, FFT."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__()
+        if config.mode not in ("default", "kaldi"):
+            raise ValueError(f"unknown feature mode {config.mode!r} (default | kaldi)")
+        self.config = config
+        rate = config.sample_rate
+        self.win_length = int(round(rate * config.frame_length_ms / 1000))
+        self.hop_length = int(round(rate * config.frame_shift_ms / 1000))
+        self.n_fft = 1 << (self.win_length - 1).bit_length()
+        kaldi_mode = config.mode == "kaldi"
+        self.remove_dc = kaldi_mode
+        default_preemph = 0.97 if kaldi_mode else 0.0
+        self.preemphasis = default_preemph if config.preemphasis is None else config.preemphasis
+        # Each frame is zero-padded to n_fft on the right (the window's zero tail does it).
+        # librosa and torch.stft centre the window instead; that is a circular shift, which
+        # leaves the power spectrum unchanged.
+        if kaldi_mode:
+            window = torch.hann_window(self.win_length, periodic=False).pow(0.85)  # "povey"
+        else:
+            window = torch.hann_window(self.win_length, periodic=True)
+        window = nn.functional.pad(window, (0, self.n_fft - self.win_length))
+        self.register_buffer("window", window, persistent=False)
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds between consecutive frames."""
+        return self.hop_length / self.config.sample_rate
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames produced for waveforms of ``lengths`` samples (0 when shorter than a frame)."""
+        return torch.clamp((lengths - self.win_length) // self.hop_length + 1, min=0)
+
+    def frames(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(B, N) → (B, T, n_fft) overlapping frames; sample ``win_length`` onwards of each
+        frame belongs to the next frames and is zeroed by the window."""
+        padded = nn.functional.pad(waveforms, (0, self.n_fft - self.win_length))
+        return padded.unfold(-1, self.n_fft, self.hop_length)
+
+    def squared_spectrum(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., n_fft) frames → (..., 2·(n_fft/2+1)): squared real and imaginary parts,
+        interleaved. Their pairwise sums are the power spectrum; leaving the sum to the mel
+        matrix saves a strided pass over the complex spectrum."""
+        if self.training and self.config.dither > 0:
+            frames = frames + self.config.dither * torch.randn_like(frames)
+        if self.remove_dc:
+            frames = frames - frames[..., : self.win_length].mean(dim=-1, keepdim=True)
+        if self.preemphasis:
+            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+            frames = frames - self.preemphasis * previous
+        spectrum = torch.fft.rfft(frames * self.window)
+        parts = torch.view_as_real(spectrum)
+        squares = parts * parts
+        return squares.reshape(*squares.shape[:-2], -1)
+
+
+class _BandedMatrix(nn.Module):
+    """``x @ weight`` for a banded weight (a mel filterbank), computed on CPU as one small
+    matmul per group of 16 consecutive columns over just the rows those columns touch — about
+    a third of the dense work. torch has no banded matmul, hence this. On GPU: dense."""
+
+    GROUP = 16
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.contiguous(), persistent=False)
+        self.bands: list[tuple[int, int, torch.Tensor]] = []
+        for first in range(0, weight.shape[1], self.GROUP):
+            columns = weight[:, first : first + self.GROUP]
+            rows = columns.abs().sum(1).nonzero()
+            low, high = (int(rows.min()), int(rows.max()) + 1) if len(rows) else (0, 1)
+            self.bands.append((low, high, columns[low:high].contiguous()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return x @ self.weight
+        return torch.cat([x[..., low:high] @ block for low, high, block in self.bands], dim=-1)
+
+
+class _FeatureBase(nn.Module):
+    """Common forward: accept (N,) or (B, N) [+ lengths], return features and frame counts."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__()
+        self.config = config
+        self.analysis = _FrameAnalysis(config)
+
+    @property
+    def frame_shift(self) -> float:
+        return self.analysis.frame_shift
+
+    @property
+    def dim(self) -> int:
+        return self._base_dim() * (1 + self.config.deltas)
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.analysis.num_frames(lengths)
+
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N) waveforms [+ (B,) sample counts] → ((B, T, F) features, (B,) frame counts).
+
+        A 1-D waveform gives (T, F) features and a 0-d frame count. Frames past an
+        utterance's length are zero and never computed.
+        """
+        single = waveforms.dim() == 1
+        if single:
+            waveforms = waveforms.unsqueeze(0)
+        if waveforms.shape[-1] < self.analysis.win_length:
+            raise ValueError(
+                f"audio shorter than one frame ({waveforms.shape[-1]} < "
+                f"{self.analysis.win_length} samples)"
+            )
+        if lengths is None:
+            lengths = torch.full((waveforms.shape[0],), waveforms.shape[-1], dtype=torch.long)
+        frame_counts = self.num_frames(lengths.to(torch.long).cpu())
+        frames = self.analysis.frames(waveforms.float())
+        if waveforms.device.type == "cpu":
+            features = frames.new_zeros(*frames.shape[:2], self._base_dim())
+            for row, count in enumerate(frame_counts.tolist()):
+                for start in range(0, count, BLOCK_FRAMES):
+                    stop = min(count, start + BLOCK_FRAMES)
+                    block = self.analysis.squared_spectrum(frames[row, start:stop])
+                    features[row, start:stop] = self._compute(block)
+        else:  # one batched pass; zero the padding frames afterwards
+            features = self._compute(self.analysis.squared_spectrum(frames))
+            valid = torch.arange(frames.shape[1], device=features.device)
+            features = features * (valid < frame_counts.to(features.device)[:, None, None])
+        if self.config.deltas:
+            features = _append_deltas(features, self.config.deltas)
+        return (features[0], frame_counts[0]) if single else (features, frame_counts)
+
+    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
+        """Squared spectrum parts (..., 2K) → features (..., F)."""
+        raise NotImplementedError
+
+    def _base_dim(self) -> int:
+        raise NotImplementedError
+
+
+def _mel_banks(config: FeatureConfig, n_fft: int) -> torch.Tensor:
+    """(n_fft/2+1, n_mels) filterbank matrix for the configured mode."""
+    high = config.high_freq or config.sample_rate / 2
+    if config.mode == "kaldi":
+        # Kaldi counts high_freq <= 0 as an offset from Nyquist; pass that convention through.
+        kaldi_high = 0.0 if config.high_freq is None else config.high_freq
+        banks, _ = kaldi.get_mel_banks(
+            config.n_mels, n_fft, float(config.sample_rate), config.low_freq, kaldi_high,
+            100.0, -500.0, 1.0,
+        )
+        banks = nn.functional.pad(banks, (0, 1))  # Kaldi's banks omit the Nyquist bin
+        return banks.t().contiguous()
+    return AF.melscale_fbanks(
+        n_fft // 2 + 1, config.low_freq, high, config.n_mels, config.sample_rate, norm="slaney",
+        mel_scale="slaney",
+    )
+
+
+class Fbank(_FeatureBase):
+    """Log mel filterbank energies, (B, N) → (B, T, n_mels)."""
+
+    def __init__(self, config: FeatureConfig | None = None, **overrides):
+        config = config or FeatureConfig(kind="fbank", **overrides)
+        super().__init__(config)
+        # Each bank row is repeated for the real and the imaginary square (see squared_spectrum).
+        banks = _mel_banks(config, self.analysis.n_fft)
+        self.mel = _BandedMatrix(banks.repeat_interleave(2, dim=0))
+
+    def _base_dim(self) -> int:
+        return self.config.n_mels
+
+    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.mel(squares), min=LOG_FLOOR).log_()
+
+
+class MFCC(Fbank):
+    """Cepstra: orthonormal DCT-II of the log mel energies, (B, N) → (B, T, n_mfcc)."""
+
+    def __init__(self, config: FeatureConfig | None = None, **overrides):
+        config = config or FeatureConfig(kind="mfcc", **overrides)
+        super().__init__(config)
+        dct = AF.create_dct(config.n_mfcc, config.n_mels, norm="ortho")
+        self.register_buffer("dct", dct, persistent=False)
+
+    def _base_dim(self) -> int:
+        return self.config.n_mfcc
+
+    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
+        return super()._compute(squares) @ self.dct
+
+
+class Spectrogram(_FeatureBase):
+    """Log power spectrum, (B, N) → (B, T, n_fft/2+1)."""
+
+    def __init__(self, config: FeatureConfig | None = None, **overrides):
+        super().__init__(config or FeatureConfig(kind="spectrogram", **overrides))
+
+    def _base_dim(self) -> int:
+        return self.analysis.n_fft // 2 + 1
+
+    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
+        power = squares[..., 0::2] + squares[..., 1::2]
+        return torch.clamp(power, min=LOG_FLOOR).log_()
+
+
+def _append_deltas(features: torch.Tensor, order: int) -> torch.Tensor:
+    """Append Δ (and ΔΔ) along the feature axis using torchaudio's regression deltas."""
+    stacked = [features]
+    current = features.transpose(-1, -2)
+    for _ in range(order):
+        current = AF.compute_deltas(current)
+        stacked.append(current.transpose(-1, -2))
+    return torch.cat(stacked, dim=-1)
+
+
+def build_features(config: FeatureConfig | dict) -> _FeatureBase:
+    """The extractor a config (or its dict form, as saved in a checkpoint) describes."""
+    if isinstance(config, dict):
+        config = FeatureConfig(**config)
+    classes = {"fbank": Fbank, "mfcc": MFCC, "spectrogram": Spectrogram}
+    if config.kind not in classes:
+        raise ValueError(f"unknown feature kind {config.kind!r} (fbank | mfcc | spectrogram)")
+    return classes[config.kind](config)
+
+
+class GlobalCMVN(nn.Module):
+    """Normalise features with corpus-level mean and standard deviation: (x - μ) / σ."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, count: int = 0):
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp(min=1e-5))
+        self.count = count
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., F) → (..., F)."""
+        return (features - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GlobalCMVN:
+        return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]), data.get("count", 0))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> GlobalCMVN:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class CMVNAccumulator:
+    """Streaming mean/variance in float64: add feature matrices one at a time."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total: torch.Tensor | None = None
+        self.total_sq: torch.Tensor | None = None
+
+    def add(self, features: torch.Tensor) -> None:
+        """Add (T, F) features."""
+        features = features.double()
+        if self.total is None:
+            self.total = torch.zeros(features.shape[-1], dtype=torch.float64)
+            self.total_sq = torch.zeros_like(self.total)
+        self.total += features.sum(0)
+        self.total_sq += features.square().sum(0)
+        self.count += features.shape[0]
+
+    def result(self) -> GlobalCMVN:
+        if not self.count:
+            raise ValueError("no frames were accumulated for CMVN")
+        mean = self.total / self.count
+        var = (self.total_sq / self.count - mean.square()).clamp(min=0.0)
+        return GlobalCMVN(mean, var.sqrt(), self.count)
+
+
+def compute_cmvn(waveforms: Iterable[torch.Tensor], extractor: nn.Module) -> GlobalCMVN:
+    """Global CMVN statistics over waveforms, one utterance in memory at a time."""
+    accumulator = CMVNAccumulator()
+    extractor.eval()
+    with torch.no_grad():
+        for waveform in waveforms:
+            features, _ = extractor(waveform)
+            accumulator.add(features)
+    return accumulator.result()
+
+
+def utterance_cmvn(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Normalise each utterance by its own statistics, ignoring padded frames. (B, T, F)."""
+    mask = (torch.arange(features.shape[1]) < lengths.unsqueeze(1)).to(features)
+    mask = mask.unsqueeze(-1)
+    counts = mask.sum(1, keepdim=True).clamp(min=1)
+    mean = (features * mask).sum(1, keepdim=True) / counts
+    var = ((features - mean).square() * mask).sum(1, keepdim=True) / counts
+    return (features - mean) / var.sqrt().clamp(min=1e-5) * mask

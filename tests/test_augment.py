@@ -1,0 +1,43 @@
+"""Augmentations: seeded, and each does what it says (masks, speed ratio, SNR)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechrnn import audio
+from speechrnn.augment import AddNoise, SpecAugment, SpeedPerturb, speed
+
+
+def test_specaugment_is_seeded_and_masks_bounded():
+    features = torch.randn(200, 80) + 10
+    first = SpecAugment(freq_width=10, time_width=20, seed=3)(features)
+    again = SpecAugment(freq_width=10, time_width=20, seed=3)(features)
+    assert torch.equal(first, again)
+    zero_columns = int((first == 0).all(0).sum())
+    zero_rows = int((first == 0).all(1).sum())
+    assert 0 < zero_columns + zero_rows
+    assert zero_columns <= 2 * 10 and zero_rows <= 2 * 20
+    assert not torch.equal(first, SpecAugment(freq_width=10, time_width=20, seed=4)(features))
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_changes_duration_by_the_factor(so762_wavs, factor):
+    waveform = audio.load(so762_wavs[0])
+    changed = speed(waveform, factor, 16000)
+    assert changed.numel() == pytest.approx(waveform.numel() / factor, rel=0.002)
+
+
+def test_speed_perturb_seeded(so762_wavs):
+    waveform = audio.load(so762_wavs[0])
+    lengths = [SpeedPerturb(seed=s)(waveform).numel() for s in range(6)]
+    assert lengths == [SpeedPerturb(seed=s)(waveform).numel() for s in range(6)]
+    assert len(set(lengths)) > 1
+
+
+def test_add_noise_reaches_the_requested_snr(so762_wavs):
+    waveform = audio.load(so762_wavs[0])
+    noisy = AddNoise(snr_db=(10.0, 10.0), seed=0)(waveform)
+    noise = noisy - waveform
+    snr = 10 * torch.log10(waveform.square().sum() / noise.square().sum())
+    assert float(snr) == pytest.approx(10.0, abs=0.01)
