@@ -33,20 +33,24 @@ class SpecAugment(nn.Module):
         self.max_time_ratio = max_time_ratio
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _span(self, limit: int, size: int) -> tuple[int, int]:
-        width = int(torch.randint(0, max(limit, 0) + 1, (1,), generator=self.generator))
-        start = int(torch.randint(0, max(size - width, 0) + 1, (1,), generator=self.generator))
+    @staticmethod
+    def _span(limit: int, size: int, generator: torch.Generator) -> tuple[int, int]:
+        width = int(torch.randint(0, max(limit, 0) + 1, (1,), generator=generator))
+        start = int(torch.randint(0, max(size - width, 0) + 1, (1,), generator=generator))
         return start, width
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """``generator`` overrides the module's own (the dataset seeds one per utterance)."""
+        generator = generator or self.generator
         features = features.clone()
         frames, bins = features.shape
         for _ in range(self.freq_masks):
-            start, width = self._span(min(self.freq_width, bins), bins)
+            start, width = self._span(min(self.freq_width, bins), bins, generator)
             features[:, start : start + width] = 0.0
         time_limit = min(self.time_width, int(self.max_time_ratio * frames))
         for _ in range(self.time_masks):
-            start, width = self._span(time_limit, frames)
+            start, width = self._span(time_limit, frames, generator)
             features[start : start + width, :] = 0.0
         return features
 
@@ -61,8 +65,10 @@ class SpeedPerturb(nn.Module):
         self.sample_rate = sample_rate
         self.generator = torch.Generator().manual_seed(seed)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        choice = int(torch.randint(len(self.factors), (1,), generator=self.generator))
+    def forward(self, waveform: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        generator = generator or self.generator
+        choice = int(torch.randint(len(self.factors), (1,), generator=generator))
         return speed(waveform, self.factors[choice], self.sample_rate)
 
 
@@ -85,18 +91,20 @@ class AddNoise(nn.Module):
         self.noises = list(noises)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        generator = generator or self.generator
         low, high = self.snr_db
-        snr = low + (high - low) * float(torch.rand(1, generator=self.generator))
+        snr = low + (high - low) * float(torch.rand(1, generator=generator))
         if self.noises:
-            pick = self.noises[int(torch.randint(len(self.noises), (1,), generator=self.generator))]
+            pick = self.noises[int(torch.randint(len(self.noises), (1,), generator=generator))]
             repeats = -(-waveform.numel() // pick.numel()) + 1
             tiled = pick.repeat(repeats)
             start = int(torch.randint(tiled.numel() - waveform.numel() + 1, (1,),
-                                      generator=self.generator))
+                                      generator=generator))
             noise = tiled[start : start + waveform.numel()]
         else:
-            noise = torch.randn(waveform.shape, generator=self.generator)
+            noise = torch.randn(waveform.shape, generator=generator)
         return add_noise(waveform, noise, snr)
 
 

@@ -74,6 +74,43 @@ def add_prepare(commands) -> None:
     parser.set_defaults(handler=cmd_prepare)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from speechrnn.training.config import load_config
+    from speechrnn.training.trainer import Trainer
+
+    try:
+        config = load_config(args.config, args.set or [])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.detect_anomaly:
+        config.detect_anomaly = True
+    ensure_writable_dir(args.outdir)
+    try:
+        summary = Trainer(config, args.outdir, resume=args.resume).fit()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    best = [h for h in summary["history"] if "wer" in h]
+    if best:
+        top = min(best, key=lambda h: h["wer"])
+        print(f"best dev WER {100 * top['wer']:.2f}% (epoch {top['epoch']}); "
+              f"model in {args.outdir / 'best'}")
+    print(f"{summary['step']} steps, {summary['skipped']} utterances/updates skipped")
+    return EXIT_OK
+
+
+def add_train(commands) -> None:
+    parser = commands.add_parser("train", help="train a CTC acoustic model from a YAML config")
+    parser.add_argument("--config", type=Path, help="YAML config (see recipes/*/conf)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set model.cell=gru (repeatable)")
+    parser.add_argument("--outdir", type=Path, required=True, help="experiment folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTDIR/last exactly where it stopped")
+    parser.add_argument("--detect-anomaly", action="store_true",
+                        help="torch autograd anomaly detection (slow; for debugging NaNs)")
+    parser.set_defaults(handler=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
@@ -81,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
-    adders: list[Callable] = [add_prepare]
+    adders: list[Callable] = [add_prepare, add_train]
     for add in adders:
         add(commands)
     return parser
@@ -96,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     from speechrnn.data.manifest import ManifestError
     from speechrnn.data.prepare import PrepareError
 
-    known = (UsageError, AudioError, ManifestError, PrepareError, FileNotFoundError)
+    from speechrnn.training.checkpoint import CheckpointError
+
+    known = (UsageError, AudioError, ManifestError, PrepareError, CheckpointError,
+             FileNotFoundError)
     try:
         return args.handler(args)
     except known as error:

@@ -284,8 +284,9 @@ class GlobalCMVN(nn.Module):
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, count: int = 0):
         super().__init__()
-        self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float().clamp(min=1e-5))
+        # Not in the model's state dict: a checkpoint stores CMVN once, in cmvn.json.
+        self.register_buffer("mean", mean.float(), persistent=False)
+        self.register_buffer("std", std.float().clamp(min=1e-5), persistent=False)
         self.count = count
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

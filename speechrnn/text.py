@@ -113,6 +113,16 @@ class CharTokenizer:
         """True if the token separates words (the space)."""
         return token_id == self.space_id
 
+    def group_words(self, ids: list[int]) -> list[list[int]]:
+        """Positions in ``ids`` grouped into words (spaces separate, belong to none)."""
+        groups: list[list[int]] = [[]]
+        for position, token in enumerate(ids):
+            if token == self.space_id:
+                groups.append([])
+            else:
+                groups[-1].append(position)
+        return [g for g in groups if g]
+
     def to_dict(self) -> dict:
         return {"type": self.kind, "symbols": self.symbols, "oov": self.oov, "case": self.case}
 
@@ -171,6 +181,15 @@ class BPETokenizer:
     def word_boundary(self, token_id: int) -> bool:
         """True if the token starts a new word (SentencePiece's ▁ prefix)."""
         return token_id > 0 and self.symbols[token_id].startswith("\u2581")
+
+    def group_words(self, ids: list[int]) -> list[list[int]]:
+        """Positions in ``ids`` grouped into words (a ▁ piece starts a new word)."""
+        groups: list[list[int]] = []
+        for position, token in enumerate(ids):
+            if self.word_boundary(token) or not groups:
+                groups.append([])
+            groups[-1].append(position)
+        return groups
 
     def to_dict(self) -> dict:
         proto = base64.b64encode(self.model_proto).decode("ascii")

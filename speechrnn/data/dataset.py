@@ -51,11 +51,16 @@ class Batch:
         )
 
 
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
 class ASRDataset(Dataset):
     """Indexable dataset over manifest entries.
 
-    ``waveform_transform`` (speed perturbation, noise) runs on the waveform and
-    ``feature_transform`` (SpecAugment) on the features; both only when given.
+    ``waveform_transforms`` (speed perturbation, noise, in order) run on the waveform and
+    ``feature_transform`` (SpecAugment) on the features. Randomness (these and ``dither``)
+    comes from a generator seeded by (seed, epoch, index): the same epoch gives the same
+    example in any worker, so a resumed run sees exactly what an uninterrupted one would.
     """
 
     def __init__(
@@ -64,15 +69,20 @@ class ASRDataset(Dataset):
         tokenizer,
         sample_rate: int = 16000,
         extractor: torch.nn.Module | None = None,
-        waveform_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        feature_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        waveform_transforms: Sequence[Transform] = (),
+        feature_transform: Transform | None = None,
+        dither: float = 0.0,
+        seed: int = 0,
     ):
         self.entries = list(entries)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.extractor = extractor.eval() if extractor is not None else None
-        self.waveform_transform = waveform_transform
+        self.waveform_transforms = list(waveform_transforms)
         self.feature_transform = feature_transform
+        self.dither = dither
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -88,8 +98,12 @@ class ASRDataset(Dataset):
         except audio.AudioError as error:
             log.warning("skipping %s: %s", entry.id, error)
             return None
-        if self.waveform_transform is not None:
-            waveform = self.waveform_transform(waveform)
+        generator = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+        for transform in self.waveform_transforms:
+            waveform = transform(waveform, generator)
+        if self.dither:
+            waveform = waveform + self.dither * torch.randn(waveform.shape, generator=generator)
         signal = waveform
         if self.extractor is not None:
             if waveform.numel() < self.extractor.analysis.win_length:
@@ -98,7 +112,7 @@ class ASRDataset(Dataset):
             with torch.no_grad():
                 signal, _ = self.extractor(waveform)
             if self.feature_transform is not None:
-                signal = self.feature_transform(signal)
+                signal = self.feature_transform(signal, generator)
         tokens = torch.tensor(self.tokenizer.encode(entry.text), dtype=torch.long)
         return Example(entry.id, signal, tokens, entry.text, entry.speaker)
 

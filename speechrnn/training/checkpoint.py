@@ -1,0 +1,212 @@
+"""Checkpoints: a folder of safetensors + JSON, written atomically; nothing is ever unpickled.
+
+Layout of a model checkpoint (what inference needs)::
+
+    config.json        {"format_version", "model", "features", "metrics", ...}
+    model.safetensors  weights
+    tokenizer.json     the tokenizer (speechrnn.text)
+    cmvn.json          global mean/std of the features
+
+A resumable training checkpoint adds ``trainer.safetensors`` (optimiser tensors, RNG states)
+and ``trainer.json`` (everything else: step, epoch, sampler position, scheduler).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from speechrnn.features import FeatureConfig, GlobalCMVN, build_features
+from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
+from speechrnn.text import Tokenizer, save_tokenizer, tokenizer_from_dict
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """Not a usable speechrnn checkpoint; the message names the path and why."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything inference needs, rebuilt from a checkpoint folder."""
+
+    model: AcousticModel
+    features: torch.nn.Module
+    tokenizer: Tokenizer
+    config: dict
+    path: Path
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds per model output frame: feature shift × the model's subsampling."""
+        return self.features.frame_shift * self.model.subsampling_factor
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def save_model(directory: Path, model: AcousticModel, feature_config: FeatureConfig,
+               tokenizer: Tokenizer, cmvn: GlobalCMVN, metrics: dict | None = None,
+               extra: dict | None = None) -> None:
+    """Write the inference part of a checkpoint into ``directory`` (which must exist)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+    _write_json(directory / "config.json", {
+        "format_version": FORMAT_VERSION,
+        "model": config_dict(model.config),
+        "features": vars(feature_config).copy(),
+        "metrics": metrics or {},
+        "num_parameters": model.num_parameters(),
+        **(extra or {}),
+    })
+    save_tokenizer(tokenizer, directory / "tokenizer.json")
+    cmvn.save(directory / "cmvn.json")
+
+
+def atomic_directory(final: Path, write) -> None:
+    """Write a folder via ``write(tmp_dir)`` then swap it in, so a crash at any moment leaves
+    either the old or the new folder complete (``final.old`` is the fallback mid-swap)."""
+    final = Path(final)
+    temporary = final.with_name(final.name + ".tmp")
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    write(temporary)
+    for item in temporary.iterdir():  # make the content durable before the rename
+        with open(item, "rb") as handle:
+            os.fsync(handle.fileno())
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(temporary, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint folder to read: ``path``, or ``path.old`` if a swap was interrupted."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        old = path.with_name(path.name + ".old")
+        if (old / "config.json").exists():
+            return old
+    return path
+
+
+def read_config(path: Path) -> dict:
+    """config.json of a checkpoint folder, with clear errors for everything else."""
+    if path.is_file():
+        raise CheckpointError(
+            f"{path}: is a file; a speechrnn model is a folder with config.json and "
+            "model.safetensors (pickle files such as .pt/.pth/.ckpt are never loaded)")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such model folder")
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise CheckpointError(f"{path}: not a speechrnn checkpoint (config.json missing)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_path}: unreadable ({error})") from None
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: format_version {version!r} is not supported by "
+                              f"this speechrnn (reads up to {FORMAT_VERSION})")
+    return config
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild model (eval mode, CMVN attached), feature extractor and tokenizer."""
+    path = resolve(path)
+    config = read_config(path)
+    try:
+        tokenizer = tokenizer_from_dict(
+            json.loads((path / "tokenizer.json").read_text(encoding="utf-8")))
+        cmvn = GlobalCMVN.load(path / "cmvn.json")
+        state = load_file(str(path / "model.safetensors"))
+        model = AcousticModel(ModelConfig(**config["model"]))
+        model.load_state_dict(state)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+        raise CheckpointError(f"{path}: cannot load checkpoint ({error})") from None
+    model.cmvn = cmvn
+    features = build_features(FeatureConfig(**config["features"]))
+    model.to(device).eval()
+    features.to(device).eval()
+    return Checkpoint(model, features, tokenizer, config, path)
+
+
+def flatten_state(obj, prefix: str = "", tensors: dict | None = None):
+    """Split a nested state (dicts/lists with tensors) into (JSON skeleton, tensor dict)."""
+    tensors = {} if tensors is None else tensors
+    if isinstance(obj, torch.Tensor):
+        key = prefix.rstrip(".")
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}, tensors
+    if isinstance(obj, dict):
+        skeleton = {"__dict__": [[k, flatten_state(v, f"{prefix}{k}.", tensors)[0]]
+                                 for k, v in obj.items()]}
+        return skeleton, tensors
+    if isinstance(obj, (list, tuple)):
+        return [flatten_state(v, f"{prefix}{i}.", tensors)[0] for i, v in enumerate(obj)], tensors
+    return obj, tensors
+
+
+def unflatten_state(skeleton, tensors: dict):
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
+        return tensors[skeleton["__tensor__"]]
+    if isinstance(skeleton, dict) and "__dict__" in skeleton:
+        return {k: unflatten_state(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [unflatten_state(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def save_trainer_state(directory: Path, state: dict) -> None:
+    skeleton, tensors = flatten_state(state)
+    save_file(tensors, str(directory / "trainer.safetensors"))
+    _write_json(directory / "trainer.json", skeleton)
+
+
+def load_trainer_state(directory: Path) -> dict:
+    directory = resolve(directory)
+    try:
+        skeleton = json.loads((directory / "trainer.json").read_text())
+        tensors = load_file(str(directory / "trainer.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as error:
+        raise CheckpointError(f"{directory}: no resumable training state ({error})") from None
+    return unflatten_state(skeleton, tensors)
+
+
+def average_checkpoints(paths: list[Path], output: Path) -> None:
+    """Average the weights of several checkpoints of one architecture into ``output``."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    configs = [read_config(resolve(p)) for p in paths]
+    if any(c["model"] != configs[0]["model"] for c in configs):
+        raise CheckpointError("checkpoints have different architectures; cannot average")
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        for key, value in load_file(str(resolve(path) / "model.safetensors")).items():
+            total[key] = total.get(key, 0) + value.double()
+    averaged = {k: (v / len(paths)).to(torch.float32) for k, v in total.items()}
+
+    def write(directory: Path) -> None:
+        source = resolve(paths[-1])
+        save_file(averaged, str(directory / "model.safetensors"))
+        for name in ("tokenizer.json", "cmvn.json"):
+            shutil.copy(source / name, directory / name)
+        config = dict(configs[-1])
+        config["averaged_from"] = [str(p) for p in paths]
+        config["metrics"] = {}
+        _write_json(directory / "config.json", config)
+
+    atomic_directory(output, write)

@@ -1,0 +1,144 @@
+"""Training configuration: YAML mapped onto dataclasses, with ``a.b=c`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from speechrnn.features import FeatureConfig
+from speechrnn.models.acoustic import PRESETS, ModelConfig
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    dev: str = ""
+    max_frames: int = 20000  # feature frames per batch (dynamic batch size)
+    max_batch_size: int | None = None
+    max_duration: float = 30.0  # longer training utterances are skipped (reported)
+    num_workers: int = 1
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "char"  # char | bpe
+    vocab_size: int = 256  # bpe only
+    oov: str = "skip"
+    case: str = "lower"
+
+
+@dataclass
+class AugmentConfig:
+    specaugment: bool = False
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width: int = 40
+    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
+    noise_snr: list[float] = field(default_factory=list)  # e.g. [10, 30]: Gaussian noise
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 1.5e-3
+    weight_decay: float = 1e-2
+    momentum: float = 0.9  # sgd
+    schedule: str = "warmup_cosine"  # constant | warmup_cosine | warmup_exponential |
+    #                                  onecycle | newbob
+    warmup_steps: int = 200
+    final_lr_ratio: float = 0.02  # cosine/exponential end point, as a fraction of lr
+    newbob_threshold: float = 0.005  # halve lr when dev WER improves by less (absolute)
+    grad_clip: float = 5.0
+    accum_steps: int = 1
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preset: str | None = None  # eesen | ds2: fills model fields not set explicitly
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimiser steps (tests, resume demos)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "none"  # none | bf16 | fp16 (GPU)
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    keep_best: int = 3
+    early_stop: int = 0  # epochs without dev improvement before stopping (0: never)
+    log_every: int = 20
+    cmvn_utterances: int = 2000  # utterances used for global CMVN statistics
+    detect_anomaly: bool = False  # torch.autograd anomaly checks (slow; debugging only)
+    progress: bool = True
+
+
+def _build(cls, data: dict, where: str):
+    """Dataclass ``cls`` from a dict, rejecting unknown keys with their dotted path."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {where + key!r}")
+        field_type = known[key].type
+        nested = {"DataConfig": DataConfig, "FeatureConfig": FeatureConfig,
+                  "TokenizerConfig": TokenizerConfig, "AugmentConfig": AugmentConfig,
+                  "ModelConfig": ModelConfig, "OptimConfig": OptimConfig}.get(str(field_type))
+        if nested:
+            value = _build(nested, value, f"{where}{key}.")
+        elif isinstance(value, str) and "float" in str(field_type):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{where + key}: expected a number, got {value!r}") from None
+        values[key] = value
+    return cls(**values)
+
+
+def parse_value(text: str):
+    """``--set`` values are YAML scalars/lists: 3, 1e-3, true, [0.9, 1.0], lstm."""
+    return yaml.safe_load(text)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply ``a.b=c`` to a raw config dict in place."""
+    if "=" not in assignment:
+        raise ValueError(f"--set expects key=value, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {key}: {part} is not a section")
+    node[parts[-1]] = parse_value(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config (or start from defaults) and apply ``a.b=c`` overrides."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: cannot read config ({error})") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    preset_name = raw.get("preset")
+    if preset_name:
+        if preset_name not in PRESETS:
+            raise ValueError(f"unknown preset {preset_name!r}; choose from {', '.join(PRESETS)}")
+        raw["model"] = {**PRESETS[preset_name], **(raw.get("model") or {})}
+    return _build(TrainConfig, raw, "")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,504 @@
+"""CTC training loop: data, model, optimiser and schedule from a TrainConfig; checkpoints,
+validation, early stopping, logs; single process or DistributedDataParallel (torchrun).
+
+Output folder layout::
+
+    last/               resumable checkpoint (model + trainer state), rewritten atomically
+    checkpoints/epoch-N  model checkpoints of the best ``keep_best`` epochs by dev WER
+    best/               copy of the best epoch's checkpoint (what inference uses)
+    train.csv valid.csv  logs (and TensorBoard events in tb/ when tensorboard is installed)
+    config.yaml         the resolved configuration
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader
+
+from speechrnn.augment import AddNoise, SpecAugment, SpeedPerturb
+from speechrnn.data.dataset import ASRDataset, Batch, collate
+from speechrnn.data.manifest import Entry, read_manifest
+from speechrnn.data.sampler import BucketingSampler
+from speechrnn.decoding.greedy import greedy_ids
+from speechrnn.features import CMVNAccumulator, GlobalCMVN, build_features
+from speechrnn.models.acoustic import AcousticModel
+from speechrnn.scoring import error_rates
+from speechrnn.text import BPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_dict
+from speechrnn.training import checkpoint as ckpt
+from speechrnn.training.config import TrainConfig, to_dict
+from speechrnn.training.schedules import Newbob, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean CTC loss per utterance over the (global) batch
+    utterances: int
+    skipped: int  # utterances dropped: empty/too-long target, non-finite loss
+
+
+def ctc_batch_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch: Batch
+                   ) -> tuple[torch.Tensor, int, int]:
+    """Summed CTC loss over the batch's usable utterances: (loss sum, used, skipped).
+
+    An utterance is skipped when its target is empty or needs more frames than the model
+    produced (one per label plus a blank between repeated labels), or its loss is not finite.
+    """
+    targets, target_lengths = batch.targets.cpu(), batch.target_lengths
+    repeats = torch.zeros_like(target_lengths)
+    if targets.shape[1] > 1:
+        same = (targets[:, 1:] == targets[:, :-1]) & (targets[:, 1:] != 0)
+        repeats = same.sum(1)
+    needed = target_lengths + repeats
+    usable = (target_lengths > 0) & (needed <= output_lengths)
+    skipped = int((~usable).sum())
+    if not usable.any():
+        return log_probs.sum() * 0.0, 0, skipped
+    index = usable.nonzero().squeeze(1)
+    flat_targets = torch.cat([targets[i, : target_lengths[i]] for i in index.tolist()])
+    losses = torch.nn.functional.ctc_loss(
+        log_probs[index.to(log_probs.device)].transpose(0, 1).float(),
+        flat_targets.to(log_probs.device),
+        output_lengths[index],
+        target_lengths[index],
+        blank=0, reduction="none", zero_infinity=True,
+    )
+    finite = torch.isfinite(losses) & (losses > 0)  # zero_infinity turns inf into 0
+    skipped += int((~finite).sum())
+    return losses[finite].sum(), int(finite.sum()), skipped
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when run plainly."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class Trainer:
+    """Builds everything from ``config`` and trains into ``outdir``."""
+
+    def __init__(self, config: TrainConfig, outdir: str | Path, resume: bool = False):
+        self.config = config
+        self.outdir = Path(outdir)
+        self.rank, self.world_size = _distributed()
+        if self.world_size > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        self.device = self._device()
+        torch.manual_seed(config.seed)
+        self.train_entries = self._read(config.data.train, "train")
+        self.dev_entries = self._read(config.data.dev, "dev") if config.data.dev else []
+        self.features = build_features(config.features)
+        self.tokenizer = self._tokenizer(resume)
+        config.model.input_dim = self.features.dim
+        config.model.vocab_size = len(self.tokenizer)
+        self.model = AcousticModel(config.model)
+        self.model.cmvn = self._cmvn(resume)
+        self.model.to(self.device)
+        self.features.to(self.device)
+        self.ddp_model = self.model
+        if self.world_size > 1:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = self._optimizer()
+        self.train_set = self._dataset(self.train_entries, train=True)
+        frames = [self._frames(e.duration) for e in self.train_set.entries]
+        self.sampler = BucketingSampler(
+            frames, config.data.max_frames, shuffle=True, seed=config.seed,
+            num_replicas=self.world_size, rank=self.rank, max_batch_size=config.data.max_batch_size)
+        self.steps_per_epoch = math.ceil(len(self.sampler) / config.optim.accum_steps)
+        total = config.max_steps or self.steps_per_epoch * config.epochs
+        self.newbob = Newbob(config.optim.newbob_threshold) \
+            if config.optim.schedule == "newbob" else None
+        self.scheduler = build_scheduler(self.optimizer, config.optim.schedule, total,
+                                         config.optim.warmup_steps, config.optim.final_lr_ratio,
+                                         self.newbob)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
+        self.step = 0
+        self.epoch = 0
+        self.batches_done = 0  # batches of the current epoch already consumed
+        self.history: list[dict] = []  # per epoch: dev WER etc.
+        self.skipped_total = 0
+        if resume:
+            self._load_state()
+
+    # -- set-up helpers ---------------------------------------------------------------------
+
+    def _device(self) -> torch.device:
+        wanted = self.config.device
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        if wanted == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("device cuda requested but no GPU is available")
+            index = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(index)
+            return torch.device("cuda", index)
+        return torch.device("cpu")
+
+    def _read(self, path: str, split: str) -> list[Entry]:
+        if not path:
+            raise ValueError(f"data.{split} (a manifest path) is not set")
+        entries = read_manifest(path)
+        if split == "train":
+            limit = self.config.data.max_duration
+            kept = [e for e in entries if e.duration <= limit]
+            if len(kept) < len(entries):
+                log.warning("skipping %d training utterances longer than %.0f s",
+                            len(entries) - len(kept), limit)
+            entries = kept
+        if not entries:
+            raise ValueError(f"{path}: no usable utterances for {split}")
+        return entries
+
+    def _frames(self, seconds: float) -> int:
+        return max(1, int(seconds / self.features.frame_shift))
+
+    def _tokenizer(self, resume: bool) -> Tokenizer:
+        saved = self.outdir / "tokenizer.json"
+        if saved.exists():
+            return tokenizer_from_dict(json.loads(saved.read_text()))
+        if resume:
+            raise ckpt.CheckpointError(f"{saved} missing: nothing to resume in {self.outdir}")
+        options = self.config.tokenizer
+        texts = [e.text for e in self.train_entries]
+        if options.kind == "bpe":
+            tokenizer = BPETokenizer.build(texts, options.vocab_size, options.case)
+        else:
+            tokenizer = CharTokenizer.build(texts, options.oov, options.case)
+        if self.rank == 0:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False))
+        return tokenizer
+
+    def _cmvn(self, resume: bool) -> GlobalCMVN:
+        """Global CMVN from up to ``cmvn_utterances`` training utterances (computed once, saved
+        in the output folder; every rank computes the same statistics deterministically)."""
+        saved = self.outdir / "cmvn.json"
+        if saved.exists():
+            return GlobalCMVN.load(saved)
+        from speechrnn import audio
+
+        accumulator = CMVNAccumulator()
+        extractor = build_features(self.config.features).eval()
+        step = max(1, len(self.train_entries) // self.config.cmvn_utterances)
+        with torch.no_grad():
+            for entry in self.train_entries[::step]:
+                try:
+                    waveform = audio.load(entry.audio, self.config.features.sample_rate,
+                                          entry.offset, entry.duration if entry.offset else None)
+                except audio.AudioError as error:
+                    log.warning("CMVN: skipping %s", error)
+                    continue
+                if waveform.numel() >= extractor.analysis.win_length:
+                    accumulator.add(extractor(waveform)[0])
+        cmvn = accumulator.result()
+        if self.rank == 0:
+            cmvn.save(saved)
+        return cmvn
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        options = self.config.optim
+        if options.name == "adamw":
+            return torch.optim.AdamW(self.model.parameters(), lr=options.lr,
+                                     weight_decay=options.weight_decay)
+        if options.name == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=options.lr,
+                                   momentum=options.momentum, weight_decay=options.weight_decay)
+        raise ValueError(f"unknown optimiser {options.name!r} (adamw | sgd)")
+
+    def _dataset(self, entries: list[Entry], train: bool) -> ASRDataset:
+        """Features in the workers on CPU; on GPU the workers only load audio."""
+        options = self.config.augment
+        waveform_transforms, feature_transform = [], None
+        rate = self.config.features.sample_rate
+        if train and options.speed_perturb:
+            waveform_transforms.append(SpeedPerturb(options.speed_perturb, rate))
+        if train and options.noise_snr:
+            waveform_transforms.append(AddNoise(tuple(options.noise_snr)))
+        if train and options.specaugment:
+            feature_transform = SpecAugment(options.freq_masks, options.freq_width,
+                                            options.time_masks, options.time_width)
+        on_gpu = self.device.type == "cuda"
+        self.gpu_specaugment = feature_transform if on_gpu else None
+        return ASRDataset(
+            entries, self.tokenizer, rate,
+            extractor=None if on_gpu else build_features(self.config.features),
+            waveform_transforms=waveform_transforms,
+            feature_transform=None if on_gpu else feature_transform,
+            dither=self.config.features.dither if train else 0.0, seed=self.config.seed)
+
+    def _loader(self, dataset: ASRDataset, sampler) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                          num_workers=workers, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=4 if workers else None)
+
+    # -- the step --------------------------------------------------------------------------
+
+    def _inputs(self, batch: Batch, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features on the model's device: computed here when the batch holds waveforms."""
+        inputs = batch.inputs.to(self.device, non_blocking=True)
+        if inputs.dim() == 3:
+            return inputs, batch.input_lengths
+        with torch.no_grad():
+            features, lengths = self.features(inputs, batch.input_lengths)
+            if train and self.gpu_specaugment is not None:
+                features = torch.stack([self.gpu_specaugment(f) for f in features])
+        return features, lengths
+
+    def _autocast(self):
+        if self.device.type != "cuda" or self.config.amp == "none":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def train_step(self, batch: Batch, sync: bool = True) -> StepResult:
+        """Forward/backward one batch. The loss is normalised by the utterance count of the
+        *global* batch, so N ranks each holding part of a batch produce exactly the gradient
+        one process would get from the whole batch."""
+        self.ddp_model.train()
+        features, lengths = self._inputs(batch, train=True)
+        context = nullcontext() if sync or self.world_size == 1 else self.ddp_model.no_sync()
+        with context:
+            with self._autocast():
+                log_probs, output_lengths = self.ddp_model(features, lengths)
+            loss_sum, used, skipped = ctc_batch_loss(log_probs, output_lengths, batch)
+            counts = torch.tensor([float(used), float(skipped), float(loss_sum.detach())],
+                                  dtype=torch.float64, device=self.device)
+            if self.world_size > 1:
+                dist.all_reduce(counts)
+            global_count = max(float(counts[0]), 1.0)
+            scale = self.world_size / global_count / self.config.optim.accum_steps
+            self.scaler.scale(loss_sum * scale).backward()
+        return StepResult(float(counts[2]) / global_count, int(counts[0]), int(counts[1]))
+
+    def optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        if torch.isfinite(norm):
+            self.scaler.step(self.optimizer)
+        else:  # never let a NaN/inf gradient reach the weights
+            log.warning("step %d: non-finite gradient norm, update skipped", self.step)
+            self.skipped_total += 1
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        """Train until ``epochs``/``max_steps``/early stopping; returns the final summary."""
+        config = self.config
+        if self.rank == 0:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            (self.outdir / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))
+        anomaly = torch.autograd.set_detect_anomaly(config.detect_anomaly)
+        with anomaly:
+            while self.epoch < config.epochs and not self._done():
+                self._train_epoch()
+                if self._done() and self.batches_done:
+                    break
+                self._end_epoch()
+                if self._early_stop():
+                    log.info("early stopping after epoch %d", self.epoch)
+                    break
+        if self.rank == 0:
+            self._save_last()
+        return {"step": self.step, "epoch": self.epoch, "history": self.history,
+                "skipped": self.skipped_total}
+
+    def _done(self) -> bool:
+        return self.config.max_steps is not None and self.step >= self.config.max_steps
+
+    def _train_epoch(self) -> None:
+        config = self.config
+        self.sampler.set_epoch(self.epoch, skip=self.batches_done)
+        self.train_set.epoch = self.epoch
+        loader = self._loader(self.train_set, self.sampler)
+        progress = None
+        if config.progress and self.rank == 0:
+            from tqdm import tqdm
+
+            progress = tqdm(total=len(self.sampler) + self.batches_done, initial=self.batches_done,
+                            desc=f"epoch {self.epoch + 1}", unit="batch", leave=False)
+        started, seconds_audio = time.time(), 0.0
+        for batch in loader:
+            accumulate = config.optim.accum_steps
+            last_of_group = (self.batches_done + 1) % accumulate == 0
+            result = self.train_step(batch, sync=last_of_group)
+            self.skipped_total += result.skipped + batch.skipped
+            self.batches_done += 1
+            seconds_audio += float(batch.input_lengths.sum()) * (
+                self.features.frame_shift if batch.inputs.dim() == 3
+                else 1 / config.features.sample_rate)
+            if last_of_group:
+                self.optimizer_step()
+                if self.rank == 0:
+                    self._log_step(result, seconds_audio / max(time.time() - started, 1e-9))
+                if self.rank == 0 and self.step % config.checkpoint_every == 0:
+                    self._save_last()
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{result.loss:.3f}",
+                                     rtf=f"{seconds_audio / max(time.time() - started, 1e-9):.0f}x")
+            if self._done():
+                break
+        if progress is not None:
+            progress.close()
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.batches_done = 0
+        metrics = self.validate() if self.dev_entries else {}
+        metrics["epoch"] = self.epoch
+        metrics["step"] = self.step
+        self.history.append(metrics)
+        if self.newbob is not None and "wer" in metrics:
+            self.newbob.update(metrics["wer"])
+        if self.rank == 0:
+            self._log_csv("valid.csv", metrics)
+            self._save_epoch(metrics)
+            self._save_last()
+            log.info("epoch %d: %s", self.epoch, metrics)
+
+    def validate(self) -> dict:
+        """Greedy WER/CER and mean CTC loss on the dev set (every rank computes the same)."""
+        dataset = self._dataset(self.dev_entries, train=False)
+        frames = [self._frames(e.duration) for e in self.dev_entries]
+        sampler = BucketingSampler(frames, self.config.data.max_frames, shuffle=False)
+        references, hypotheses = [], []
+        total_loss, count = 0.0, 0
+        self.model.eval()
+        with torch.no_grad():
+            for batch in self._loader(dataset, sampler):
+                features, lengths = self._inputs(batch, train=False)
+                with self._autocast():
+                    log_probs, output_lengths = self.model(features, lengths)
+                loss_sum, used, _ = ctc_batch_loss(log_probs, output_lengths, batch)
+                total_loss += float(loss_sum)
+                count += used
+                for ids, text in zip(greedy_ids(log_probs, output_lengths), batch.texts,
+                                     strict=True):
+                    hypotheses.append(self.tokenizer.decode(ids))
+                    references.append(text)
+        wer, cer = error_rates(references, hypotheses, self.tokenizer.case)
+        return {"wer": wer, "cer": cer, "loss": total_loss / max(count, 1)}
+
+    def _early_stop(self) -> bool:
+        patience = self.config.early_stop
+        wers = [h["wer"] for h in self.history if "wer" in h]
+        if not patience or len(wers) <= patience:
+            return False
+        return min(wers[-patience:]) >= min(wers[:-patience])
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _save_model_files(self, directory: Path, metrics: dict) -> None:
+        ckpt.save_model(directory, self.model, self.config.features, self.tokenizer,
+                        self.model.cmvn, metrics, {"train_config": to_dict(self.config)})
+
+    def _trainer_state(self) -> dict:
+        state = {
+            "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
+            "history": self.history, "skipped_total": self.skipped_total,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(),
+        }
+        if self.newbob is not None:
+            state["newbob"] = self.newbob.state_dict()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _save_last(self) -> None:
+        def write(directory: Path) -> None:
+            self._save_model_files(directory, self.history[-1] if self.history else {})
+            ckpt.save_trainer_state(directory, self._trainer_state())
+
+        ckpt.atomic_directory(self.outdir / "last", write)
+
+    def _load_state(self) -> None:
+        last = ckpt.resolve(self.outdir / "last")
+        loaded = ckpt.load_checkpoint(last)
+        self.model.load_state_dict(loaded.model.state_dict())
+        state = ckpt.load_trainer_state(last)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.newbob is not None and "newbob" in state:
+            self.newbob.load_state_dict(state["newbob"])
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batches_done = state["batches_done"]
+        self.history, self.skipped_total = state["history"], state["skipped_total"]
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", last, self.step,
+                 self.epoch, self.batches_done)
+
+    def _save_epoch(self, metrics: dict) -> None:
+        """Keep the ``keep_best`` epochs with the lowest dev WER; refresh ``best/``."""
+        folder = self.outdir / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        name = f"epoch-{self.epoch}"
+        ckpt.atomic_directory(folder / name, lambda d: self._save_model_files(d, metrics))
+        # Lowest dev WER first; ties (common once WER reaches 0) go to the lower dev loss.
+        scored = [(h.get("wer", float("inf")), h.get("loss", 0.0), f"epoch-{h['epoch']}")
+                  for h in self.history if (folder / f"epoch-{h['epoch']}").exists()]
+        scored.sort()
+        for _, _, stale in scored[self.config.keep_best:]:
+            shutil.rmtree(folder / stale, ignore_errors=True)
+        best = scored[0][2]
+        ckpt.atomic_directory(self.outdir / "best",
+                              lambda d: [shutil.copy(p, d) for p in (folder / best).iterdir()])
+
+    def _log_step(self, result: StepResult, speed: float) -> None:
+        if self.step % self.config.log_every and self.step != 1:
+            return
+        row = {"step": self.step, "epoch": self.epoch + 1, "loss": round(result.loss, 5),
+               "lr": self.scheduler.get_last_lr()[0], "audio_per_second": round(speed, 1),
+               "skipped": self.skipped_total}
+        self._log_csv("train.csv", row)
+
+    def _log_csv(self, name: str, row: dict) -> None:
+        path = self.outdir / name
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        writer_tb = self._tensorboard()
+        if writer_tb is not None:
+            step = row.get("step", 0)
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    writer_tb.add_scalar(f"{name.split('.')[0]}/{key}", value, step)
+            writer_tb.flush()
+
+    def _tensorboard(self):
+        if not hasattr(self, "_tb"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.outdir / "tb"))
+            except ImportError:
+                self._tb = None
+        return self._tb

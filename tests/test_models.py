@@ -1,0 +1,59 @@
+"""Acoustic model: every architecture is padding-invariant and derives its own lengths."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from speechrnn.models import ModelConfig, build_model, preset
+
+ARCHITECTURES = [
+    dict(cell=cell, bidirectional=bidi)
+    for cell, bidi in itertools.product(["rnn", "gru", "lstm"], [False, True])
+] + [
+    dict(subsampling="conv2d", cell="gru"),
+    dict(subsampling="none", cell="lstm", bidirectional=False, lookahead=4),
+    dict(subsampling="stack", stack=2, layer_norm=False),
+]
+
+
+@pytest.mark.parametrize("overrides", ARCHITECTURES, ids=str)
+def test_padding_does_not_change_outputs(overrides):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_dim=40, vocab_size=12, hidden=32, layers=2,
+                                    **overrides)).eval()
+    lengths = torch.tensor([97, 64, 23, 5])
+    utterances = [torch.randn(int(n), 40) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(utterances, batch_first=True, padding_value=3.0)
+    with torch.no_grad():
+        batch_out, batch_lengths = model(padded, lengths)
+        for i, features in enumerate(utterances):
+            alone, alone_length = model(features[None], lengths[i : i + 1])
+            assert int(alone_length[0]) == int(batch_lengths[i])
+            assert alone.shape[1] == int(alone_length[0])
+            difference = (batch_out[i, : batch_lengths[i]] - alone[0]).abs().max()
+            assert float(difference) <= 1e-5
+    assert torch.allclose(batch_out.exp().sum(-1), torch.ones(batch_out.shape[:2]), atol=1e-4)
+
+
+def test_output_lengths_come_from_the_modules():
+    conv = build_model(ModelConfig(subsampling="conv2d", conv_strides=[[3, 2], [1, 2]]))
+    assert conv.subsampling_factor == 3
+    features = torch.randn(1, 100, 80)
+    out, lengths = conv(features, torch.tensor([100]))
+    assert out.shape[1] == int(lengths[0]) == int(conv.output_lengths(torch.tensor([100]))[0])
+    stack = build_model(ModelConfig(subsampling="stack", stack=3))
+    assert stack.output_lengths(torch.tensor([100])).tolist() == [34]
+
+
+def test_presets_name_their_parameter_count():
+    eesen = build_model(preset("eesen", input_dim=80, vocab_size=29))
+    ds2 = build_model(preset("ds2", input_dim=80, vocab_size=29))
+    assert eesen.num_parameters() == 8_845_469  # the number in the preset's comment
+    assert ds2.num_parameters() == 9_511_229
+    assert isinstance(eesen.rnns[0].backward_rnn, torch.nn.LSTM) and len(eesen.rnns) == 4
+    assert isinstance(ds2.rnns[0].forward_rnn, torch.nn.GRU) and len(ds2.rnns) == 5
+    with pytest.raises(ValueError, match="cell must be one of"):
+        build_model(ModelConfig(cell="transformer"))

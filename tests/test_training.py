@@ -1,0 +1,225 @@
+"""CTC training on real speech (yesno): loss, convergence, resume, DDP, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from speechrnn.data import ASRDataset, collate, read_manifest
+from speechrnn.decoding import greedy_ids
+from speechrnn.scoring import error_rates
+from speechrnn.training import CheckpointError, load_checkpoint, load_config
+from speechrnn.training.checkpoint import average_checkpoints
+from speechrnn.training.schedules import Newbob, multiplier
+from speechrnn.training.trainer import Trainer, ctc_batch_loss
+
+
+def yesno_config(prepared, *overrides):
+    base = [
+        f"data.train={prepared['yesno'] / 'train.jsonl'}",
+        f"data.dev={prepared['yesno'] / 'dev.jsonl'}",
+        "data.max_frames=4000", "data.num_workers=0",
+        "features.n_mels=40", "features.sample_rate=8000",
+        "model.hidden=64", "model.layers=2", "model.dropout=0.0",
+        "optim.lr=0.005", "optim.warmup_steps=5", "progress=false", "log_every=1",
+    ]
+    return load_config(None, base + list(overrides))
+
+
+def decode_manifest(model_dir, manifest):
+    checkpoint = load_checkpoint(model_dir)
+    entries = read_manifest(manifest)
+    dataset = ASRDataset(entries, checkpoint.tokenizer,
+                         checkpoint.features.config.sample_rate, extractor=checkpoint.features)
+    batch = collate([dataset[i] for i in range(len(entries))])
+    with torch.no_grad():
+        log_probs, lengths = checkpoint.model(batch.inputs, batch.input_lengths)
+    hyps = [checkpoint.tokenizer.decode(ids) for ids in greedy_ids(log_probs, lengths)]
+    return error_rates(batch.texts, hyps)[0]
+
+
+def test_yesno_reaches_zero_wer_on_test_within_two_minutes(prepared, tmp_path):
+    started = time.time()
+    Trainer(yesno_config(prepared, "epochs=15"), tmp_path).fit()
+    elapsed = time.time() - started
+    assert decode_manifest(tmp_path / "best", prepared["yesno"] / "test.jsonl") == 0.0
+    assert elapsed < 120
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_every_cell_and_direction_learns(prepared, tmp_path, cell, bidirectional):
+    config = yesno_config(prepared, f"model.cell={cell}",
+                          f"model.bidirectional={str(bidirectional).lower()}",
+                          "max_steps=40", "epochs=100", "data.dev=", "optim.schedule=constant")
+    config.data.dev = ""
+    trainer = Trainer(config, tmp_path)
+    trainer.fit()
+    losses = [float(row.split(",")[2]) for row in
+              (tmp_path / "train.csv").read_text().splitlines()[1:]]
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last <= 0.5 * first, (cell, bidirectional, first, last)
+
+
+def test_ctc_loss_equals_direct_computation_and_skips_bad_targets(prepared, tmp_path):
+    trainer = Trainer(yesno_config(prepared), tmp_path)
+    batch = collate([trainer.train_set[i] for i in range(4)])
+    batch.targets[2].zero_()
+    batch.target_lengths[2] = 0  # empty transcript
+    batch.target_lengths[3] = 10_000  # longer than the output
+    batch.targets = torch.nn.functional.pad(batch.targets, (0, 10_000))
+    torch.manual_seed(0)
+    log_probs, lengths = trainer.model(batch.inputs, batch.input_lengths)
+    total, used, skipped = ctc_batch_loss(log_probs, lengths, batch)
+    assert (used, skipped) == (2, 2)
+    direct = torch.nn.functional.ctc_loss(
+        log_probs[:2].transpose(0, 1), batch.targets[:2, : int(batch.target_lengths[:2].max())],
+        lengths[:2], batch.target_lengths[:2], reduction="sum")
+    assert float(total) == pytest.approx(float(direct), rel=1e-5)
+    assert torch.isfinite(total)
+
+
+def test_resume_continues_exactly(prepared, tmp_path):
+    options = ("max_steps=14", "epochs=50", "augment.specaugment=true", "model.dropout=0.2",
+               "checkpoint_every=3")
+    Trainer(yesno_config(prepared, *options), tmp_path / "full").fit()
+    interrupted = yesno_config(prepared, *options)
+    interrupted.max_steps = 8  # stops mid-epoch (5 batches per epoch)
+    Trainer(interrupted, tmp_path / "split").fit()
+    Trainer(yesno_config(prepared, *options), tmp_path / "split", resume=True).fit()
+    full = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+
+def _ddp_worker(rank, world, port, config, outdir, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    trainer = Trainer(config, outdir)
+    losses = []
+    for batch in trainer._loader(trainer.train_set, trainer.sampler):
+        losses.append(trainer.train_step(batch).loss)
+        trainer.optimizer_step()
+        if len(losses) == 20:
+            break
+    if rank == 0:
+        queue.put((losses, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}))
+    torch.distributed.destroy_process_group()
+
+
+class _MergedPairs:
+    """The global batches of a 2-rank run: rank 0's and rank 1's batch of each step."""
+
+    def __init__(self, sampler):
+        self.ranks = [type(sampler)(sampler.lengths.tolist(), sampler.max_frames, seed=sampler.seed,
+                                    num_replicas=2, rank=r) for r in range(2)]
+
+    def set_epoch(self, epoch, skip=0):
+        for sampler in self.ranks:
+            sampler.set_epoch(epoch, skip)
+
+    def __iter__(self):
+        for first, second in zip(*self.ranks, strict=True):
+            yield first + second
+
+    def __len__(self):
+        return len(self.ranks[0])
+
+
+def test_two_process_gloo_ddp_matches_one_process(prepared, tmp_path):
+    config = yesno_config(prepared, "data.max_frames=1500", "epochs=100")
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    port = 29500 + os.getpid() % 1000
+    workers = [context.Process(target=_ddp_worker, args=(r, 2, port, config, tmp_path / "ddp",
+                                                         queue)) for r in range(2)]
+    for worker in workers:
+        worker.start()
+    ddp_losses, ddp_state = queue.get(timeout=300)
+    for worker in workers:
+        worker.join(timeout=60)
+    single = Trainer(yesno_config(prepared, "data.max_frames=1500", "epochs=100"),
+                     tmp_path / "single")
+    sampler = _MergedPairs(single.sampler)
+    losses = []
+    for epoch in range(100):
+        sampler.set_epoch(epoch)
+        single.train_set.epoch = epoch
+        for batch in single._loader(single.train_set, sampler):
+            losses.append(single.train_step(batch).loss)
+            single.optimizer_step()
+            if len(losses) == 20:
+                break
+        if len(losses) == 20:
+            break
+    assert len(ddp_losses) == 20
+    for ours, theirs in zip(losses, ddp_losses, strict=True):
+        assert abs(ours - theirs) <= 1e-4 * max(1.0, abs(ours))
+    for key, value in single.model.state_dict().items():
+        assert torch.allclose(value, ddp_state[key], atol=1e-4), key
+
+
+def test_schedules_and_newbob():
+    assert multiplier("warmup_cosine", 0, 100, 10, 0.1) == pytest.approx(0.1)
+    assert multiplier("warmup_cosine", 10, 100, 10, 0.1) == pytest.approx(1.0)
+    assert multiplier("warmup_cosine", 100, 100, 10, 0.1) == pytest.approx(0.1)
+    assert multiplier("warmup_exponential", 100, 100, 0, 0.01) == pytest.approx(0.01)
+    assert multiplier("onecycle", 30, 100, 0, 0) == pytest.approx(1.0)
+    newbob = Newbob(threshold=0.01)
+    for wer in (0.5, 0.4, 0.395, 0.39):
+        newbob.update(wer)
+    assert newbob.scale == 0.25
+    with pytest.raises(ValueError, match="unknown schedule"):
+        multiplier("linear", 0, 1, 0, 0)
+
+
+def test_checkpoint_refuses_pickles_and_unknown_versions(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(CheckpointError, match="pickle files .* are never loaded"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(pickle.dumps(Exploit()))
+    (folder / "config.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(CheckpointError, match="format_version 99"):
+        load_checkpoint(folder)
+    (folder / "config.json").write_text(json.dumps({"format_version": 1, "model": {},
+                                                    "features": {}}))
+    (folder / "tokenizer.json").write_text('{"type": "char", "symbols": ["<blank>", " "], '
+                                           '"case": "lower"}')
+    (folder / "cmvn.json").write_text('{"mean": [0], "std": [1]}')
+    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
+        load_checkpoint(folder)
+    assert not marker.exists()
+
+
+def test_average_checkpoints(prepared, tmp_path):
+    trainer = Trainer(yesno_config(prepared, "max_steps=2", "epochs=5"), tmp_path / "a")
+    trainer.fit()
+    second = Trainer(yesno_config(prepared, "max_steps=4", "epochs=5", "seed=1"), tmp_path / "b")
+    second.fit()
+    average_checkpoints([tmp_path / "a" / "last", tmp_path / "b" / "last"], tmp_path / "avg")
+    a = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    averaged = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    for key in a:
+        assert torch.allclose(averaged[key], (a[key] + b[key]) / 2, atol=1e-6)
+    assert load_checkpoint(tmp_path / "avg").model.num_parameters() > 0
