@@ -132,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     from speechrnn.audio import AudioError
     from speechrnn.data.manifest import ManifestError
     from speechrnn.data.prepare import PrepareError
-
     from speechrnn.training.checkpoint import CheckpointError
 
     known = (UsageError, AudioError, ManifestError, PrepareError, CheckpointError,
