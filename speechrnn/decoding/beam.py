@@ -1,0 +1,486 @@
+"""CTC prefix beam search with word n-gram shallow fusion, compiled with numba.
+
+The search runs in one numba function per utterance: prefixes live in a node table (parent,
+token, LM context, position in a character trie of the LM vocabulary), so extending a prefix
+is an array write and identical prefixes merge through a child map. Shallow fusion adds
+``alpha · ln P_LM(word | history) + beta`` when a word completes; a partial word that leaves
+the trie is penalised at once (``oov_penalty``) or, in lexicon mode, dropped. Hotwords earn
+``hotword_weight`` per matching character (taken back if the word turns out different).
+
+numba is used because the search is a tight loop over small dynamic structures that
+neither torch nor numpy vectorise; it ships with librosa, so it adds no dependency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+import torch
+from numba import types
+from numba.typed import Dict
+
+from speechrnn.decoding.hypothesis import Hypothesis, Word
+from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM
+
+LN10 = math.log(10.0)
+NEG_INF = -1e30
+
+
+@numba.njit(cache=True)
+def _key(ids: np.ndarray, count: int) -> np.int64:
+    """64-bit FNV-1a style hash of an id sequence (an n-gram or a trie edge)."""
+    value = np.uint64(14695981039346656037)
+    for i in range(count):
+        value = (value ^ np.uint64(ids[i] + 1)) * np.uint64(1099511628211)
+    value = (value ^ np.uint64(count)) * np.uint64(1099511628211)
+    return np.int64(value)
+
+
+@numba.njit(cache=True)
+def _fill(keys: np.ndarray, values: np.ndarray, table) -> None:
+    for i in range(keys.shape[0]):
+        table[keys[i]] = values[i]
+
+
+@numba.njit(cache=True)
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b <= NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+@numba.njit(cache=True)
+def _ngram_score(context: np.ndarray, word: int, order: int, index, logprob: np.ndarray,
+                 backoff: np.ndarray, unk_logprob: float) -> float:
+    """log10 P(word | context) with back-off; ``context`` holds order-1 ids, -1 = none."""
+    if word < 0:
+        return unk_logprob
+    buffer = np.empty(order, np.int64)
+    total = 0.0
+    for start in range(order):
+        size = order - 1 - start
+        valid = True
+        for j in range(size):
+            if context[start + j] < 0:
+                valid = False
+        if not valid:
+            continue
+        for j in range(size):
+            buffer[j] = context[start + j]
+        buffer[size] = word
+        key = _key(buffer, size + 1)
+        if key in index:
+            return total + logprob[index[key]]
+        if size > 0:
+            key = _key(buffer, size)
+            if key in index:
+                total += backoff[index[key]]
+    return unk_logprob
+
+
+@numba.njit(cache=True)
+def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot_bonus,
+                   use_lm, alpha, beta, oov_penalty, order, ngram_index, ngram_logprob,
+                   ngram_backoff, unk_logprob, unk_id):
+    """Score change when the partial word of ``node`` completes, and the word's LM id.
+
+    The temporary partial-word score (look-ahead or out-of-vocabulary penalty) is replaced
+    by the word's real LM score (an unknown word scores as ``<unk>``, or ``unk_logprob``
+    without one); an unfinished hotword gives its bonus back.
+    """
+    word = trie_word[trie[node]] if trie[node] >= 0 else -1
+    word_id = word if word >= 0 else unk_id
+    delta = 0.0
+    if use_lm:
+        if trie[node] < 0:
+            delta -= oov_penalty
+        else:
+            delta -= alpha * LN10 * trie_smear[trie[node]]
+        delta += alpha * LN10 * _ngram_score(context, word_id, order, ngram_index,
+                                             ngram_logprob, ngram_backoff, unk_logprob) + beta
+    if not (hot[node] >= 0 and hot_end[hot[node]]):
+        delta -= hot_bonus[node]
+    return delta, word_id
+
+
+@numba.njit(cache=True)
+def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
+            beam_prune_logp, space_id, alpha, beta, oov_penalty, lexicon, use_lm,
+            trie_children, trie_word, trie_smear, order, ngram_index, ngram_logprob, ngram_backoff,
+            unk_logprob, bos_id, eos_id, unk_id, hot_children, hot_end, hotword_weight,
+            nbest):
+    vocab = log_probs.shape[1]
+    n_tokens = min(token_k, vocab - 1)
+    capacity = length * beam * (n_tokens + 1) + 2
+    width = max(order - 1, 1)
+    parent = np.empty(capacity, np.int64)
+    token = np.empty(capacity, np.int64)
+    frame = np.empty(capacity, np.int64)
+    lm = np.empty(capacity, np.float64)
+    context = np.empty((capacity, width), np.int64)
+    trie = np.empty(capacity, np.int64)
+    word_len = np.empty(capacity, np.int64)
+    hot = np.empty(capacity, np.int64)
+    hot_bonus = np.empty(capacity, np.float64)
+    slot = np.full(capacity, -1, np.int64)
+    children = Dict.empty(key_type=types.int64, value_type=types.int64)
+    edge = np.empty(2, np.int64)
+
+    # root: empty prefix at the start of a sentence
+    parent[0], token[0], frame[0], lm[0] = -1, -1, -1, 0.0
+    context[0, :] = -1
+    context[0, width - 1] = bos_id
+    trie[0], word_len[0], hot[0], hot_bonus[0] = 0, 0, 0, 0.0
+    nodes = 1
+
+    cur = np.zeros(beam, np.int64)
+    cur_pb = np.full(beam, NEG_INF)
+    cur_pnb = np.full(beam, NEG_INF)
+    cur_pb[0] = 0.0
+    n_cur = 1
+    limit = beam * (n_tokens + 2)
+    nxt = np.empty(limit, np.int64)
+    nxt_pb = np.empty(limit)
+    nxt_pnb = np.empty(limit)
+
+    for t in range(length):
+        lp = log_probs[t]
+        if lp[0] >= blank_skip_logp:  # blank dominates: keep prefixes, only blank moves
+            for i in range(n_cur):
+                cur_pb[i] = _logaddexp(cur_pb[i], cur_pnb[i]) + lp[0]
+                cur_pnb[i] = NEG_INF
+            continue
+        order_tokens = np.argsort(-lp[1:])[:n_tokens] + 1
+        n_next = 0
+        for i in range(n_cur):
+            node = cur[i]
+            pb, pnb = cur_pb[i], cur_pnb[i]
+            total = _logaddexp(pb, pnb)
+            # blank: prefix unchanged
+            s = slot[node]
+            if s < 0:
+                s = n_next
+                slot[node] = s
+                nxt[s], nxt_pb[s], nxt_pnb[s] = node, NEG_INF, NEG_INF
+                n_next += 1
+            nxt_pb[s] = _logaddexp(nxt_pb[s], total + lp[0])
+            last = token[node]
+            if last > 0:  # repeated token without blank collapses into the same prefix
+                nxt_pnb[s] = _logaddexp(nxt_pnb[s], pnb + lp[last])
+            for j in range(n_tokens):
+                c = order_tokens[j]
+                if lp[c] < token_min_logp:
+                    break
+                if c == last:
+                    gain = pb + lp[c]
+                else:
+                    gain = total + lp[c]
+                if gain <= NEG_INF:
+                    continue
+                key = node * vocab + c
+                child = children[key] if key in children else -1
+                if child == -1:
+                    # create the extended prefix and its LM / trie / hotword state
+                    child = nodes
+                    parent[child], token[child], frame[child] = node, c, t
+                    lm[child] = lm[node]
+                    context[child, :] = context[node, :]
+                    trie[child], word_len[child] = trie[node], word_len[node]
+                    hot[child], hot_bonus[child] = hot[node], hot_bonus[node]
+                    valid = True
+                    if c == space_id:
+                        if word_len[node] > 0:
+                            delta, word = _complete_word(
+                                node, context[node], trie, trie_word, trie_smear, hot, hot_end,
+                                hot_bonus, use_lm, alpha, beta, oov_penalty, order, ngram_index,
+                                ngram_logprob, ngram_backoff, unk_logprob, unk_id)
+                            lm[child] += delta
+                            for w in range(width - 1):
+                                context[child, w] = context[node, w + 1]
+                            context[child, width - 1] = word
+                        trie[child], word_len[child], hot[child], hot_bonus[child] = 0, 0, 0, 0.0
+                    else:
+                        word_len[child] = word_len[node] + 1
+                        if trie[node] >= 0:
+                            edge[0], edge[1] = trie[node], c
+                            hashed = _key(edge, 2)
+                            trie[child] = trie_children[hashed] if hashed in trie_children \
+                                else -1
+                            if use_lm:  # move the look-ahead from the old to the new node
+                                lm[child] -= alpha * LN10 * trie_smear[trie[node]]
+                            if trie[child] < 0:
+                                if lexicon:
+                                    valid = False
+                                elif use_lm:
+                                    lm[child] += oov_penalty
+                            elif use_lm:
+                                lm[child] += alpha * LN10 * trie_smear[trie[child]]
+                        if hot[node] >= 0:
+                            edge[0], edge[1] = hot[node], c
+                            hashed = _key(edge, 2)
+                            hot[child] = hot_children[hashed] if hashed in hot_children else -1
+                            if hot[child] >= 0:
+                                lm[child] += hotword_weight
+                                hot_bonus[child] += hotword_weight
+                            else:
+                                lm[child] -= hot_bonus[node]
+                                hot_bonus[child] = 0.0
+                    if not valid:
+                        child = -2
+                    else:
+                        nodes += 1
+                    children[key] = child
+                if child < 0:
+                    continue
+                s = slot[child]
+                if s < 0:
+                    s = n_next
+                    slot[child] = s
+                    nxt[s], nxt_pb[s], nxt_pnb[s] = child, NEG_INF, NEG_INF
+                    n_next += 1
+                nxt_pnb[s] = _logaddexp(nxt_pnb[s], gain)
+        # prune to the beam by acoustic + LM score
+        scores = np.empty(n_next)
+        for s in range(n_next):
+            scores[s] = _logaddexp(nxt_pb[s], nxt_pnb[s]) + lm[nxt[s]]
+            slot[nxt[s]] = -1
+        ranked = np.argsort(-scores)
+        best = scores[ranked[0]]
+        n_cur = 0
+        for r in range(min(beam, n_next)):
+            s = ranked[r]
+            if scores[s] < best + beam_prune_logp:
+                break
+            cur[n_cur], cur_pb[n_cur], cur_pnb[n_cur] = nxt[s], nxt_pb[s], nxt_pnb[s]
+            n_cur += 1
+
+    # finish: score the last partial word and the end of sentence
+    final = np.full(n_cur, NEG_INF)
+    for i in range(n_cur):
+        node = cur[i]
+        extra = 0.0
+        ctx = context[node].copy()
+        if word_len[node] > 0:
+            if lexicon and (trie[node] < 0 or trie_word[trie[node]] < 0):
+                continue
+            delta, word = _complete_word(
+                node, ctx, trie, trie_word, trie_smear, hot, hot_end, hot_bonus, use_lm, alpha,
+                beta, oov_penalty, order, ngram_index, ngram_logprob, ngram_backoff, unk_logprob,
+                unk_id)
+            extra += delta
+            for w in range(width - 1):
+                ctx[w] = ctx[w + 1]
+            ctx[width - 1] = word
+        if use_lm:
+            extra += alpha * LN10 * _ngram_score(ctx, eos_id, order, ngram_index,
+                                                 ngram_logprob, ngram_backoff, unk_logprob)
+        final[i] = _logaddexp(cur_pb[i], cur_pnb[i]) + lm[node] + extra
+    ranked = np.argsort(-final)
+    count = 0
+    for r in range(min(nbest, n_cur)):
+        if final[ranked[r]] > NEG_INF:
+            count += 1
+    out_nodes = np.empty(count, np.int64)
+    out_scores = np.empty(count)
+    for r in range(count):
+        out_nodes[r] = cur[ranked[r]]
+        out_scores[r] = final[ranked[r]]
+    return out_nodes, out_scores, parent[:nodes].copy(), token[:nodes].copy(), \
+        frame[:nodes].copy()
+
+
+def _int_dict(keys: np.ndarray, values: np.ndarray | None = None):
+    """A numba typed dict key → value (value defaults to the key's position)."""
+    table = Dict.empty(key_type=types.int64, value_type=types.int64)
+    _fill(keys, np.arange(len(keys), dtype=np.int64) if values is None else values, table)
+    return table
+
+
+class _Tables:
+    """numba-ready arrays for the LM, its vocabulary trie and the hotword trie."""
+
+    def __init__(self, tokenizer, lm: ArpaLM | None, hotwords: Sequence[str],
+                 lexicon: Sequence[str] | None):
+        symbols = {s: i for i, s in enumerate(tokenizer.symbols)}
+        if lm is not None:
+            words = sorted(w for (w,) in lm.ngrams[1])
+            self.word_ids = {w: i for i, w in enumerate(words)}
+            keys, logprobs, backoffs = [], [], []
+            for k in range(1, lm.order + 1):
+                for gram, (logprob, backoff) in lm.ngrams[k].items():
+                    keys.append(_key(np.array([self.word_ids[w] for w in gram], np.int64), k))
+                    logprobs.append(logprob)
+                    backoffs.append(backoff)
+            self.ngram_keys = np.array(keys, np.int64)
+            self.ngram_logprob = np.array(logprobs, np.float64)
+            self.ngram_backoff = np.array(backoffs, np.float64)
+            self.order = lm.order
+            self.unk_logprob = lm.unk_logprob
+        else:
+            self.word_ids = {}
+            self.ngram_keys = np.zeros(0, np.int64)
+            self.ngram_logprob = self.ngram_backoff = np.zeros(0)
+            self.order, self.unk_logprob = 1, -100.0
+        vocabulary = list(lexicon) if lexicon is not None else [
+            w for w in self.word_ids if w not in (BOS, EOS, UNK)]
+        for word in vocabulary:
+            self.word_ids.setdefault(word, len(self.word_ids))
+        self.bos_id = self.word_ids.get(BOS, -1)
+        self.eos_id = self.word_ids.get(EOS, -1)
+        self.unk_id = self.word_ids.get(UNK, -1)
+        self.trie_keys, self.trie_word, parents = self._trie(
+            [(tokenizer.normalize(w), self.word_ids[w]) for w in vocabulary], symbols)
+        self.trie_smear = self._smear(lm, parents)
+        self.hot_keys, hot_word, _ = self._trie(
+            [(tokenizer.normalize(w), 1) for w in hotwords], symbols)
+        self.hot_end = hot_word >= 0
+
+    def _smear(self, lm: ArpaLM | None, parents: dict[int, int]) -> np.ndarray:
+        """Per trie node, the best unigram log10 probability among the words below it: a
+        context-free LM look-ahead for partial words (0 at the root)."""
+        if lm is None:
+            return np.zeros(len(self.trie_word))
+        smear = np.full(len(self.trie_word), -99.0)
+        smear[0] = 0.0
+        words = {i: w for w, i in self.word_ids.items()}
+        for node, word_id in enumerate(self.trie_word.tolist()):
+            if word_id < 0:
+                continue
+            best = lm.ngrams[1].get((words[word_id],), (lm.unk_logprob, 0.0))[0]
+            while node > 0:
+                if smear[node] >= best:
+                    break
+                smear[node] = best
+                node = parents[node]
+        return smear
+
+    @staticmethod
+    def _trie(entries, symbols) -> tuple[np.ndarray, np.ndarray]:
+        """Edges (hashed (node, token) keys and their child nodes) and each node's word id."""
+        edges: dict[tuple[int, int], int] = {}
+        word_at = [-1]
+        for text, word_id in entries:
+            ids = [symbols.get(ch) for ch in text]
+            if not ids or None in ids or symbols.get(" ") in ids:
+                continue  # spelled with characters the model cannot emit
+            node = 0
+            for token in ids:
+                child = edges.get((node, token))
+                if child is None:
+                    child = len(word_at)
+                    edges[(node, token)] = child
+                    word_at.append(-1)
+                node = child
+            word_at[node] = word_id
+        keys = np.array([_key(np.array(edge, np.int64), 2) for edge in edges], np.int64)
+        children = np.array(list(edges.values()), np.int64)
+        parents = {child: node for (node, _), child in edges.items()}
+        return (keys, children), np.array(word_at, np.int64), parents
+
+
+class BeamSearchDecoder:
+    """CTC prefix beam search; ``decode(log_probs, length) -> list[Hypothesis]`` (N-best).
+
+    ``lm`` is an :class:`ArpaLM` (or a path to an ARPA file); ``lexicon`` restricts output
+    to those words; ``hotwords`` are boosted by ``hotword_weight`` per character.
+    Frame times use ``frame_shift`` seconds per output frame.
+    """
+
+    def __init__(self, tokenizer, lm: ArpaLM | str | None = None, beam: int = 16,
+                 alpha: float = 0.5, beta: float = 1.0, token_k: int = 8,
+                 token_min_logp: float = -8.0, blank_skip: float = 0.999,
+                 beam_prune_logp: float = -10.0, oov_penalty: float = -10.0,
+                 lexicon: Sequence[str] | None = None, hotwords: Sequence[str] = (),
+                 hotword_weight: float = 5.0, nbest: int = 1, frame_shift: float = 0.03,
+                 lookahead: bool = True):
+        if isinstance(lm, (str,)) or hasattr(lm, "__fspath__"):
+            lm = ArpaLM.load(lm)
+        if lm is not None and not isinstance(lm, ArpaLM):
+            raise TypeError("the beam search fuses ARPA models (ArpaLM); use the flashlight "
+                            "backend for KenLM binaries")
+        if getattr(tokenizer, "kind", "char") != "char":
+            raise ValueError("word-level fusion needs a character tokenizer")
+        self.tokenizer = tokenizer
+        self.lm = lm
+        self.beam, self.alpha, self.beta = beam, alpha, beta
+        self.token_k, self.token_min_logp = token_k, token_min_logp
+        self.blank_skip_logp = math.log(blank_skip) if blank_skip < 1 else 1.0
+        self.beam_prune_logp = beam_prune_logp
+        self.oov_penalty = oov_penalty
+        self.lexicon = lexicon is not None
+        self.hotword_weight = hotword_weight
+        self.nbest = nbest
+        self.frame_shift = frame_shift
+        self.lookahead = float(lookahead)
+        self.tables = _Tables(tokenizer, lm, hotwords, lexicon)
+        self._dicts = None
+
+    def __getstate__(self) -> dict:  # typed dicts are rebuilt in worker processes
+        state = self.__dict__.copy()
+        state["_dicts"] = None
+        return state
+
+    def _typed(self):
+        if self._dicts is None:
+            tables = self.tables
+            self._dicts = (_int_dict(tables.ngram_keys), _int_dict(*tables.trie_keys),
+                           _int_dict(*tables.hot_keys))
+        return self._dicts
+
+    def decode(self, log_probs: torch.Tensor | np.ndarray, length: int | None = None
+               ) -> list[Hypothesis]:
+        """(T, V) natural-log CTC posteriors of one utterance → N-best hypotheses."""
+        if isinstance(log_probs, torch.Tensor):
+            log_probs = log_probs.detach().float().cpu().numpy()
+        log_probs = np.ascontiguousarray(log_probs, dtype=np.float32)
+        length = log_probs.shape[0] if length is None else int(length)
+        if length == 0:
+            return [Hypothesis("", 0.0)]
+        ngram_index, trie_children, hot_children = self._typed()
+        tables = self.tables
+        nodes, scores, parent, token, frame = _search(
+            log_probs, length, self.beam, self.token_k, self.token_min_logp,
+            self.blank_skip_logp, self.beam_prune_logp, self.tokenizer.space_id,
+            self.alpha, self.beta, self.oov_penalty, self.lexicon, self.lm is not None,
+            trie_children, tables.trie_word, tables.trie_smear * self.lookahead, tables.order, ngram_index, tables.ngram_logprob,
+            tables.ngram_backoff, tables.unk_logprob, tables.bos_id, tables.eos_id,
+            tables.unk_id, hot_children, tables.hot_end, self.hotword_weight, self.nbest)
+        hypotheses = []
+        for node, score in zip(nodes.tolist(), scores.tolist(), strict=True):
+            tokens, frames = [], []
+            while node > 0:
+                tokens.append(int(token[node]))
+                frames.append(int(frame[node]))
+                node = int(parent[node])
+            tokens.reverse()
+            frames.reverse()
+            hypotheses.append(Hypothesis(self.tokenizer.decode(tokens), score, tokens,
+                                         self._words(tokens, frames, log_probs, length)))
+        return hypotheses or [Hypothesis("", float("-inf"))]
+
+    def decode_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor
+                     ) -> list[list[Hypothesis]]:
+        return [self.decode(log_probs[i], lengths[i]) for i in range(log_probs.shape[0])]
+
+    def _words(self, tokens: list[int], frames: list[int], log_probs: np.ndarray,
+               length: int) -> list[Word]:
+        """Word start/end (s) from the frames where each character was first emitted; the
+        end runs to the last frame where the word's final character stays the best token;
+        confidence is the mean posterior of the word's characters at their frames."""
+        words = []
+        for group in self.tokenizer.group_words(tokens):
+            first, last = frames[group[0]], frames[group[-1]]
+            final_token = tokens[group[-1]]
+            end = last + 1
+            while end < length and int(np.argmax(log_probs[end])) == final_token:
+                end += 1
+            confidence = float(np.mean([math.exp(log_probs[frames[i], tokens[i]])
+                                        for i in group]))
+            words.append(Word(self.tokenizer.decode([tokens[i] for i in group]),
+                              first * self.frame_shift, end * self.frame_shift, confidence))
+        return words

@@ -1,0 +1,294 @@
+"""Word n-gram language models: a pure-Python ARPA reader (gzip too), a KenLM adapter with
+the same interface, and a modified Kneser-Ney builder that writes ARPA.
+
+Scores are log10 probabilities, as in ARPA files and KenLM. A context is a tuple of words,
+oldest first; ``<s>`` starts a sentence. Unknown words score ``unk_logprob`` (-100, KenLM's
+substitute when an ARPA file has no ``<unk>``) unless the model has ``<unk>``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+
+
+class LMError(ValueError):
+    """A language model file cannot be read; the message names the file and line."""
+
+
+def _open_text(path: Path):
+    path = Path(path)
+    if not path.exists():
+        raise LMError(f"{path}: no such language model file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+class ArpaLM:
+    """Back-off n-gram model read from an ARPA file.
+
+    ``ngrams[k]`` maps a k-word tuple to (log10 prob, log10 back-off weight).
+    """
+
+    def __init__(self, ngrams: list[dict[tuple[str, ...], tuple[float, float]]],
+                 unk_logprob: float = -100.0, path: str = ""):
+        self.ngrams = ngrams  # index 0 unused; ngrams[1] unigrams ...
+        self.order = len(ngrams) - 1
+        self.unk_logprob = unk_logprob
+        self.path = path
+        self.vocabulary = {words[0] for words in ngrams[1]}
+
+    @classmethod
+    def load(cls, path: str | Path, unk_logprob: float = -100.0) -> ArpaLM:
+        path = Path(path)
+        expected: dict[int, int] = {}
+        ngrams: list[dict] = [{}]
+        section = 0
+        try:
+            with _open_text(path) as handle:
+                for number, raw in enumerate(handle, start=1):
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    if line.startswith("\\"):
+                        section = cls._section(line, path, number)
+                        if section > 0:
+                            while len(ngrams) <= section:
+                                ngrams.append({})
+                        continue
+                    if section == 0:
+                        if line.startswith("ngram "):
+                            order, count = line[6:].split("=")
+                            expected[int(order)] = int(count)
+                        continue
+                    if section < 0:
+                        break
+                    cls._entry(line, section, ngrams[section], path, number)
+        except UnicodeDecodeError as error:
+            raise LMError(f"{path}: not UTF-8 text ({error.reason})") from None
+        except (OSError, EOFError, gzip.BadGzipFile) as error:
+            raise LMError(f"{path}: unreadable ({error})") from None
+        if len(ngrams) < 2 or not ngrams[1]:
+            raise LMError(f"{path}: no \\1-grams: section, not an ARPA file")
+        for order, count in expected.items():
+            if order >= len(ngrams) or len(ngrams[order]) != count:
+                found = len(ngrams[order]) if order < len(ngrams) else 0
+                raise LMError(f"{path}: header promises {count} {order}-grams, found {found}")
+        return cls(ngrams, unk_logprob, str(path))
+
+    @staticmethod
+    def _section(line: str, path: Path, number: int) -> int:
+        if line == "\\data\\":
+            return 0
+        if line == "\\end\\":
+            return -1
+        if line.endswith("-grams:"):
+            try:
+                return int(line[1:].split("-")[0])
+            except ValueError:
+                pass
+        raise LMError(f"{path}:{number}: unexpected section header {line!r}")
+
+    @staticmethod
+    def _entry(line: str, order: int, table: dict, path: Path, number: int) -> None:
+        fields = line.split()
+        if len(fields) not in (order + 1, order + 2):
+            raise LMError(f"{path}:{number}: expected {order} words, a log10 probability and "
+                          "an optional back-off weight")
+        try:
+            logprob = float(fields[0])
+            backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
+        except ValueError:
+            raise LMError(f"{path}:{number}: not a number in {line!r}") from None
+        table[tuple(fields[1 : order + 1])] = (logprob, backoff)
+
+    def score(self, context: Sequence[str], word: str) -> float:
+        """log10 P(word | context) with Katz back-off."""
+        context = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
+        if (word,) not in self.ngrams[1]:
+            if (UNK,) not in self.ngrams[1]:
+                return self.unk_logprob
+            word = UNK
+        backoff = 0.0
+        for start in range(len(context) + 1):
+            history = context[start:]
+            entry = self.ngrams[len(history) + 1].get(history + (word,))
+            if entry is not None:
+                return backoff + entry[0]
+            history_entry = self.ngrams[len(history)].get(history) if history else None
+            if history_entry is not None:
+                backoff += history_entry[1]
+        return backoff  # unreachable: the unigram always exists by now
+
+    def sentence_score(self, words: Sequence[str], bos: bool = True, eos: bool = True
+                       ) -> list[float]:
+        """Per-word log10 scores of a sentence (and of ``</s>`` when ``eos``)."""
+        context: list[str] = [BOS] if bos else []
+        scores = []
+        for word in [*words, EOS] if eos else words:
+            scores.append(self.score(context, word))
+            context.append(word)
+        return scores
+
+    def save(self, path: str | Path) -> None:
+        write_arpa(path, self.ngrams)
+
+
+class KenLMAdapter:
+    """The same ``score``/``sentence_score`` interface over a ``kenlm.Model`` (optional
+    ``kenlm`` package; ARPA or KenLM binary files)."""
+
+    def __init__(self, path: str | Path):
+        try:
+            import kenlm
+        except ImportError:
+            raise LMError("the kenlm package is not installed (pip install kenlm)") from None
+        if not Path(path).exists():
+            raise LMError(f"{path}: no such language model file")
+        self._kenlm = kenlm
+        self.model = kenlm.Model(str(path))
+        self.order = self.model.order
+        self.path = str(path)
+
+    def score(self, context: Sequence[str], word: str) -> float:
+        state = self._kenlm.State()
+        if context and context[0] == BOS:
+            self.model.BeginSentenceWrite(state)
+            context = context[1:]
+        else:
+            self.model.NullContextWrite(state)
+        for previous in context:
+            following = self._kenlm.State()
+            self.model.BaseScore(state, previous, following)
+            state = following
+        return self.model.BaseScore(state, word, self._kenlm.State())
+
+    def sentence_score(self, words: Sequence[str], bos: bool = True, eos: bool = True
+                       ) -> list[float]:
+        return [s[0] for s in self.model.full_scores(" ".join(words), bos=bos, eos=eos)]
+
+
+def load_lm(path: str | Path, backend: str = "auto"):
+    """An LM from ``path``: our ARPA reader, or KenLM (``backend="kenlm"``, or a binary)."""
+    path = Path(path)
+    if backend == "kenlm" or (backend == "auto" and path.suffix in (".bin", ".binary")):
+        return KenLMAdapter(path)
+    return ArpaLM.load(path)
+
+
+# -- building -----------------------------------------------------------------------------
+
+
+def _discounts(counts: Counter) -> tuple[float, float, float]:
+    """Modified Kneser-Ney discounts D1, D2, D3+ from counts of counts (Chen & Goodman)."""
+    n = Counter(counts.values())
+    n1, n2, n3, n4 = (n.get(i, 0) for i in (1, 2, 3, 4))
+    if not (n1 and n2 and n3 and n4):
+        return 0.5, 1.0, 1.5  # too little data for the estimate: conventional values
+    y = n1 / (n1 + 2 * n2)
+    return (max(0.1, 1 - 2 * y * n2 / n1), max(0.1, 2 - 3 * y * n3 / n2),
+            max(0.1, 3 - 4 * y * n4 / n3))
+
+
+def build_lm(sentences: Iterable[Sequence[str]], order: int = 3,
+             prune: Sequence[int] = ()) -> ArpaLM:
+    """Interpolated modified Kneser-Ney n-gram model (Chen & Goodman 1998).
+
+    ``prune[k-1]`` drops k-grams (k ≥ 2) seen at most that many times, keeping those that
+    prefix a kept longer n-gram. Back-off weights are then computed from the kept
+    probabilities, so every history's distribution sums to 1 whatever was pruned.
+    """
+    if order < 1:
+        raise ValueError("order must be at least 1")
+    raw: list[Counter] = [Counter() for _ in range(order + 1)]
+    vocabulary = {EOS, UNK}
+    for words in sentences:
+        padded = [BOS, *words, EOS]
+        vocabulary.update(words)
+        for k in range(1, order + 1):
+            for i in range(len(padded) - k + 1):
+                gram = tuple(padded[i : i + k])
+                if gram != (BOS,):
+                    raw[k][gram] += 1
+    # Lower orders use continuation counts (distinct left neighbours), except n-grams that
+    # start with <s>: nothing precedes them, so they keep their raw counts.
+    adjusted: list[Counter] = [Counter() for _ in range(order + 1)]
+    adjusted[order] = raw[order]
+    for k in range(1, order):
+        left = Counter(gram[1:] for gram in raw[k + 1])
+        for gram, count in raw[k].items():
+            adjusted[k][gram] = count if gram[0] == BOS else left[gram]
+    probabilities: list[dict] = [{} for _ in range(order + 1)]
+    vocab_size = len(vocabulary)
+    for k in range(1, order + 1):
+        d1, d2, d3 = _discounts(adjusted[k])
+        totals: dict = defaultdict(float)
+        kinds: dict = defaultdict(lambda: [0, 0, 0])
+        for gram, count in adjusted[k].items():
+            totals[gram[:-1]] += count
+            kinds[gram[:-1]][min(count, 3) - 1] += 1
+        gammas = {history: (d1 * n1 + d2 * n2 + d3 * n3) / totals[history]
+                  for history, (n1, n2, n3) in kinds.items()}
+        for gram, count in adjusted[k].items():
+            history = gram[:-1]
+            lower = 1.0 / vocab_size if k == 1 else probabilities[k - 1][gram[1:]]
+            discount = (d1, d2, d3)[min(count, 3) - 1]
+            probabilities[k][gram] = (count - discount) / totals[history] + \
+                gammas[history] * lower
+        if k == 1:  # words never seen (<unk>) get the uniform share of the held-out mass
+            for word in vocabulary - {g[0] for g in adjusted[1]}:
+                probabilities[1][(word,)] = gammas[()] / vocab_size
+    for k in range(order, 1, -1):
+        threshold = prune[k - 1] if k - 1 < len(prune) else 0
+        needed = {gram[:-1] for gram in probabilities[k + 1]} if k < order else set()
+        if threshold:
+            probabilities[k] = {g: p for g, p in probabilities[k].items()
+                                if raw[k][g] > threshold or g in needed}
+    return _to_arpa_model(probabilities, order)
+
+
+def _to_arpa_model(probabilities: list[dict], order: int) -> ArpaLM:
+    """Log10 probabilities plus back-off weights that renormalise every history."""
+    ngrams: list[dict] = [{}] + [{} for _ in range(order)]
+    for k in range(1, order + 1):
+        for gram, p in probabilities[k].items():
+            ngrams[k][gram] = (math.log10(p), 0.0)
+    ngrams[1][(BOS,)] = (-99.0, 0.0)
+    model = ArpaLM(ngrams)
+    for k in range(1, order):  # histories of length k; shorter ones are final by now
+        seen: dict = defaultdict(list)
+        for gram in ngrams[k + 1]:
+            seen[gram[:-1]].append(gram[-1])
+        for history, words in seen.items():
+            kept = sum(10 ** ngrams[k + 1][history + (w,)][0] for w in words)
+            lower = sum(10 ** model.score(history[1:], w) for w in words)
+            weight = max(1e-12, 1.0 - kept) / max(1e-12, 1.0 - lower)
+            ngrams[k][history] = (ngrams[k][history][0], math.log10(weight))
+    return model
+
+
+def write_arpa(path: str | Path, ngrams: list[dict]) -> None:
+    """Write n-gram tables as an ARPA file (gzip when the name ends in .gz)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    temporary = path.with_name(path.name + ".tmp")
+    with opener(temporary, "wt", encoding="utf-8") as handle:
+        handle.write("\n\\data\\\n")
+        for k in range(1, len(ngrams)):
+            handle.write(f"ngram {k}={len(ngrams[k])}\n")
+        for k in range(1, len(ngrams)):
+            handle.write(f"\n\\{k}-grams:\n")
+            for gram, (logprob, backoff) in sorted(ngrams[k].items()):
+                words = " ".join(gram)
+                if k < len(ngrams) - 1:
+                    handle.write(f"{logprob:.6f}\t{words}\t{backoff:.6f}\n")
+                else:
+                    handle.write(f"{logprob:.6f}\t{words}\n")
+        handle.write("\n\\end\\\n")
+    temporary.replace(path)
