@@ -449,7 +449,8 @@ class BeamSearchDecoder:
             self.alpha, self.beta, self.oov_penalty, self.lexicon, self.lm is not None,
             trie_children, tables.trie_word, tables.trie_smear * self.lookahead, tables.order,
             ngram_index, tables.ngram_logprob, tables.ngram_backoff, tables.unk_logprob,
-            tables.bos_id, tables.eos_id, tables.unk_id, hot_children, tables.hot_end, self.hotword_weight, self.nbest)
+            tables.bos_id, tables.eos_id, tables.unk_id, hot_children, tables.hot_end,
+            self.hotword_weight, self.nbest)
         hypotheses = []
         for node, score in zip(nodes.tolist(), scores.tolist(), strict=True):
             tokens, frames = [], []
