@@ -8,9 +8,11 @@ reported); 2 bad usage or unusable input (a clear message naming the file, no tr
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,6 +113,224 @@ def add_train(commands) -> None:
     parser.set_defaults(handler=cmd_train)
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from speechrnn.scoring import read_texts, score
+
+    report = score(read_texts(args.ref), read_texts(args.hyp))
+    if args.json:
+        print(json.dumps(report.summary(), indent=1))
+    else:
+        print(report.format(alignments=args.alignments))
+    return EXIT_PARTIAL if report.missing else EXIT_OK
+
+
+def add_score(commands) -> None:
+    parser = commands.add_parser("score", help="WER/CER report of hypotheses against references")
+    parser.add_argument("--ref", type=Path, required=True, help="trn or JSON lines (id, text)")
+    parser.add_argument("--hyp", type=Path, required=True, help="trn or JSON lines (id, text)")
+    parser.add_argument("--json", action="store_true", help="machine-readable summary")
+    parser.add_argument("--alignments", action="store_true", help="print REF/HYP alignments")
+    parser.set_defaults(handler=cmd_score)
+
+
+def _transcriber(args: argparse.Namespace):
+    from speechrnn.transcriber import Transcriber
+
+    return Transcriber(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
+                       beta=args.beta, device=args.device)
+
+
+def add_decoding_options(parser: argparse.ArgumentParser, lm_default: str) -> None:
+    parser.add_argument("--model", help="checkpoint folder or bundled model name "
+                        "(default: the bundled English model)")
+    parser.add_argument("--lm", default=lm_default,
+                        help="ARPA file, 'default' (the model's own LM) or 'none'")
+    parser.add_argument("--beam", type=int, default=16, help="beam width (1 + no LM: greedy)")
+    parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
+    parser.add_argument("--beta", type=float, help="word insertion bonus")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from speechrnn.data.manifest import read_manifest
+    from speechrnn.scoring import score, write_trn
+
+    out = ensure_writable_dir(args.out)
+    entries = read_manifest(args.manifest)
+    transcriber = _transcriber(args)
+    references = {e.id: e.text for e in entries}
+    speakers = {e.id: e.speaker for e in entries}
+    hypotheses: dict[str, str] = {}
+    failures = 0
+    audio_seconds = compute_seconds = 0.0
+    from tqdm import tqdm
+
+    from speechrnn import audio
+
+    with open(out / "hyp.jsonl", "w", encoding="utf-8") as jsonl:
+        for entry in tqdm(entries, desc="decoding", unit="utt", disable=not sys.stderr.isatty()):
+            try:
+                started = time.perf_counter()
+                waveform = audio.load(entry.audio, transcriber.sample_rate, entry.offset,
+                                      entry.duration if entry.offset else None)
+                result = transcriber.transcribe_waveform(waveform)
+                compute_seconds += time.perf_counter() - started
+            except audio.AudioError as error:
+                print(f"skipped {entry.id}: {error}", file=sys.stderr)
+                failures += 1
+                continue
+            audio_seconds += result.duration
+            hypotheses[entry.id] = result.text
+            jsonl.write(json.dumps({"id": entry.id, **result.to_dict()}, ensure_ascii=False)
+                        + "\n")
+    write_trn(out / "hyp.trn", hypotheses)
+    write_trn(out / "ref.trn", references)
+    report = score(references, hypotheses, speakers)
+    (out / "report.txt").write_text(report.format(alignments=True) + "\n")
+    summary = {**report.summary(), "rtf": compute_seconds / max(audio_seconds, 1e-9),
+               "audio_seconds": audio_seconds, "decoder": transcriber.settings(),
+               "manifest": str(args.manifest), "failed": failures}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(report.format())
+    print(f"RTF {summary['rtf']:.4f}; results in {out}")
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def add_evaluate(commands) -> None:
+    parser = commands.add_parser("evaluate", help="decode a manifest and score it")
+    add_decoding_options(parser, lm_default="none")
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(handler=cmd_evaluate)
+
+
+def _expand_inputs(items: list[str]) -> list[Path]:
+    from speechrnn.data.prepare.folder import AUDIO_SUFFIXES
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        elif any(ch in item for ch in "*?["):
+            paths += sorted(Path().glob(item)) if not path.is_absolute() else sorted(
+                Path(path.anchor).glob(str(path.relative_to(path.anchor))))
+        else:
+            paths.append(path)
+    return paths
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from speechrnn.audio import AudioError
+    from speechrnn.formats import render
+
+    if args.output:
+        ensure_writable_dir(args.output)
+    files = _expand_inputs(args.inputs)
+    if not files:
+        raise UsageError("no audio files matched the inputs")
+    transcriber = _transcriber(args)
+    suffix = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+    failures = 0
+    for path in tqdm(files, desc="transcribing", unit="file",
+                     disable=len(files) < 2 or not sys.stderr.isatty()):
+        try:
+            result = transcriber(path)
+        except AudioError as error:
+            print(f"speechrnn transcribe: skipped {error}", file=sys.stderr)
+            failures += 1
+            continue
+        text = render(result, args.format, str(path))
+        if args.output:
+            target = args.output / f"{path.stem}.{suffix[args.format]}"
+            target.write_text(text, encoding="utf-8")
+        elif args.format == "text" and len(files) > 1:
+            sys.stdout.write(f"{path}\t{text}")
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+    if failures:
+        print(f"speechrnn transcribe: {failures} of {len(files)} file(s) failed",
+              file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def add_transcribe(commands) -> None:
+    from speechrnn.formats import FORMATS
+
+    parser = commands.add_parser("transcribe", help="audio files → text with word times")
+    parser.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns")
+    add_decoding_options(parser, lm_default="default")
+    parser.add_argument("--format", default="text", choices=FORMATS)
+    parser.add_argument("--output", type=Path, help="write one file per input here")
+    parser.set_defaults(handler=cmd_transcribe)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from speechrnn.training.checkpoint import read_config
+    from speechrnn.transcriber import DEFAULT_MODEL, bundled_models
+
+    models = bundled_models()
+    if not models:
+        print("no bundled models installed")
+    for name, path in models.items():
+        config = read_config(path)
+        metrics = config.get("metrics", {})
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}: {config.get('description', '')} "
+              f"{config.get('num_parameters', 0) / 1e6:.1f} M parameters"
+              + (f", test WER {100 * metrics['test_wer']:.1f}%" if "test_wer" in metrics else ""))
+    return EXIT_OK
+
+
+def add_models(commands) -> None:
+    parser = commands.add_parser("models", help="list the bundled models")
+    parser.set_defaults(handler=cmd_models)
+
+
+def cmd_lm(args: argparse.Namespace) -> int:
+    from speechrnn.decoding.lm import build_lm
+    from speechrnn.text import normalize
+
+    sentences = []
+    for number, line in enumerate(args.text.read_bytes().splitlines(), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.text}:{number}: not UTF-8") from None
+        if args.kaldi_text:
+            text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+        words = (normalize(text, args.case) if args.case != "keep" else text).split()
+        if words:
+            sentences.append(words)
+    if not sentences:
+        raise UsageError(f"{args.text}: no sentences")
+    ensure_writable_dir(args.arpa.parent)
+    model = build_lm(sentences, args.order, args.prune or ())
+    model.save(args.arpa)
+    counts = ", ".join(f"{k}-grams {len(model.ngrams[k])}" for k in range(1, model.order + 1))
+    print(f"wrote {args.arpa}: {counts}")
+    return EXIT_OK
+
+
+def add_lm(commands) -> None:
+    parser = commands.add_parser("lm", help="language models")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    build = verbs.add_parser("build", help="modified Kneser-Ney n-gram LM from text → ARPA")
+    build.add_argument("text", type=Path, help="one sentence per line")
+    build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
+    build.add_argument("--order", type=int, default=3)
+    build.add_argument("--prune", type=int, nargs="+",
+                       help="per order: drop n-grams seen at most this often (e.g. 0 0 1)")
+    build.add_argument("--case", default="lower", choices=["lower", "upper", "keep"],
+                       help="normalise text like the tokenizer does (default lower)")
+    build.add_argument("--kaldi-text", action="store_true",
+                       help="lines start with an utterance id (Kaldi text file)")
+    build.set_defaults(handler=cmd_lm)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
@@ -118,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
-    adders: list[Callable] = [add_prepare, add_train]
+    adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
+                               add_lm, add_models]
     for add in adders:
         add(commands)
     return parser
@@ -132,10 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     from speechrnn.audio import AudioError
     from speechrnn.data.manifest import ManifestError
     from speechrnn.data.prepare import PrepareError
+    from speechrnn.decoding.lm import LMError
+    from speechrnn.scoring import ScoringError
     from speechrnn.training.checkpoint import CheckpointError
 
-    known = (UsageError, AudioError, ManifestError, PrepareError, CheckpointError,
-             FileNotFoundError)
+    known = (UsageError, AudioError, ManifestError, PrepareError, CheckpointError, LMError,
+             ScoringError, FileNotFoundError)
     try:
         return args.handler(args)
     except known as error:

@@ -67,6 +67,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimiser steps (tests, resume demos)
+    max_minutes: float | None = None  # stop (cleanly, checkpointed) after this wall time
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "none"  # none | bf16 | fp16 (GPU)

@@ -134,6 +134,7 @@ class Trainer:
         self.batches_done = 0  # batches of the current epoch already consumed
         self.history: list[dict] = []  # per epoch: dev WER etc.
         self.skipped_total = 0
+        self.started = time.time()
         if resume:
             self._load_state()
 
@@ -325,7 +326,10 @@ class Trainer:
                 "skipped": self.skipped_total}
 
     def _done(self) -> bool:
-        return self.config.max_steps is not None and self.step >= self.config.max_steps
+        config = self.config
+        if config.max_minutes is not None and time.time() - self.started > 60 * config.max_minutes:
+            return True
+        return config.max_steps is not None and self.step >= config.max_steps
 
     def _train_epoch(self) -> None:
         config = self.config

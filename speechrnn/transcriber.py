@@ -1,0 +1,174 @@
+"""Inference: a checkpoint (or a bundled model) → text with word times, for files of any
+length, rate and channel count.
+
+Long recordings are cut at the quietest point near each ``max_segment`` boundary (energy of
+10 ms frames), decoded as one padded batch, and the words are shifted back to file time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechrnn import audio
+from speechrnn.decoding.beam import BeamSearchDecoder
+from speechrnn.decoding.greedy import GreedyDecoder
+from speechrnn.decoding.hypothesis import Word
+from speechrnn.decoding.lm import ArpaLM
+from speechrnn.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+
+DEFAULT_MODEL = "en-so762-digits"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped inside the package (speechrnn/pretrained/<name>/)."""
+    root = Path(str(resources.files("speechrnn") / "pretrained"))
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").exists()}
+
+
+def resolve_model(name_or_path: str | Path | None) -> Path:
+    """A checkpoint folder from a path, a bundled model's name, or None (the default)."""
+    name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
+    path = Path(name)
+    if path.exists():
+        return path
+    models = bundled_models()
+    if name in models:
+        return models[name]
+    available = ", ".join(models) or "none installed"
+    raise CheckpointError(f"{name}: no such model folder or bundled model ({available})")
+
+
+@dataclass
+class Transcript:
+    text: str
+    words: list[Word] = field(default_factory=list)
+    duration: float = 0.0  # seconds of audio
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "duration": round(self.duration, 3),
+                "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                           "confidence": round(w.confidence, 3)} for w in self.words]}
+
+
+class Transcriber:
+    """``Transcriber(model=...)(path_or_array)`` → :class:`Transcript`.
+
+    ``lm``: "default" uses the model folder's ``lm.arpa(.gz)`` when it has one; a path
+    uses that ARPA file; None/"none" decodes without LM (greedy when ``beam`` ≤ 1).
+    """
+
+    def __init__(self, model: str | Path | None = None, lm: str | Path | None = "default",
+                 beam: int = 16, alpha: float | None = None, beta: float | None = None,
+                 device: str = "cpu", max_segment: float = 20.0):
+        self.checkpoint: Checkpoint = load_checkpoint(resolve_model(model), device)
+        self.device = torch.device(device)
+        self.max_segment = max_segment
+        self.sample_rate = self.checkpoint.features.config.sample_rate
+        decoding = self.checkpoint.config.get("decoding", {})
+        lm_path = self._lm_path(lm)
+        frame_shift = self.checkpoint.frame_shift
+        tokenizer = self.checkpoint.tokenizer
+        if lm_path is None and beam <= 1:
+            self.decoder = GreedyDecoder(tokenizer, frame_shift)
+        else:
+            self.decoder = BeamSearchDecoder(
+                tokenizer, ArpaLM.load(lm_path) if lm_path else None, beam=beam,
+                alpha=decoding.get("alpha", 0.5) if alpha is None else alpha,
+                beta=decoding.get("beta", 1.0) if beta is None else beta,
+                frame_shift=frame_shift)
+        self.lm_path = lm_path
+
+    def _lm_path(self, lm) -> Path | None:
+        if lm is None or str(lm) == "none":
+            return None
+        if str(lm) == "default":
+            for name in ("lm.arpa.gz", "lm.arpa"):
+                if (self.checkpoint.path / name).exists():
+                    return self.checkpoint.path / name
+            return None
+        return Path(lm)
+
+    def settings(self) -> dict:
+        decoder = self.decoder
+        return {"model": str(self.checkpoint.path), "lm": str(self.lm_path or "none"),
+                "decoder": type(decoder).__name__, "beam": getattr(decoder, "beam", 1),
+                "alpha": getattr(decoder, "alpha", None), "beta": getattr(decoder, "beta", None)}
+
+    def __call__(self, source: str | Path | np.ndarray | torch.Tensor,
+                 sample_rate: int | None = None) -> Transcript:
+        """Transcribe a file path, or a waveform (mono or (channels, samples)) at
+        ``sample_rate``."""
+        if isinstance(source, (str, Path)):
+            waveform = audio.load(source, self.sample_rate)
+        else:
+            waveform = torch.as_tensor(np.asarray(source), dtype=torch.float32)
+            if waveform.dim() == 2:
+                waveform = waveform.mean(0)
+            if sample_rate is None:
+                raise ValueError("sample_rate is required for an array input")
+            waveform = audio.resample(waveform, sample_rate, self.sample_rate)
+        return self.transcribe_waveform(waveform)
+
+    def transcribe_waveform(self, waveform: torch.Tensor) -> Transcript:
+        duration = waveform.numel() / self.sample_rate
+        segments = split_at_pauses(waveform, self.sample_rate, self.max_segment)
+        win = self.checkpoint.features.analysis.win_length
+        pieces = [waveform[s:e] for s, e in segments if e - s >= win]
+        starts = [s / self.sample_rate for s, e in segments if e - s >= win]
+        if not pieces:
+            return Transcript("", [], duration)
+        log_probs, lengths = self.log_probs(pieces)
+        texts, words = [], []
+        for i, start in enumerate(starts):
+            best = self.decoder.decode(log_probs[i], lengths[i])[0]
+            if best.text:
+                texts.append(best.text)
+            words += [Word(w.text, w.start + start, min(w.end + start, duration), w.confidence)
+                      for w in best.words]
+        return Transcript(" ".join(texts), words, duration)
+
+    def log_probs(self, waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model posteriors for a list of waveforms, as one padded batch."""
+        lengths = torch.tensor([w.numel() for w in waveforms])
+        padded = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True).to(self.device)
+        with torch.inference_mode():
+            features, frames = self.checkpoint.features(padded, lengths)
+            log_probs, out_lengths = self.checkpoint.model(features, frames)
+        return log_probs.float().cpu(), out_lengths
+
+
+def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
+                    ) -> list[tuple[int, int]]:
+    """(start, end) sample ranges no longer than ``max_segment`` seconds, cut at the
+    lowest-energy 10 ms frame in the last third of each span."""
+    total = waveform.numel()
+    limit = int(max_segment * sample_rate)
+    if total <= limit:
+        return [(0, total)]
+    hop = sample_rate // 100
+    frames = waveform[: total - total % hop].reshape(-1, hop)
+    energy = frames.square().mean(1)
+    segments, start = [], 0
+    while total - start > limit:
+        low = (start + 2 * limit // 3) // hop
+        high = (start + limit) // hop
+        cut = (low + int(torch.argmin(energy[low:high]))) * hop
+        segments.append((start, cut))
+        start = cut
+    segments.append((start, total))
+    return segments
+
+
+def timed(function, *args):
+    """(result, seconds) of one call."""
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started
