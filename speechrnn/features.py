@@ -181,7 +181,8 @@ class _FeatureBase(nn.Module):
         else:  # one batched pass; zero the padding frames afterwards
             features = self._compute(self.analysis.squared_spectrum(frames))
             valid = torch.arange(frames.shape[1], device=features.device)
-            features = features * (valid < frame_counts.to(features.device)[:, None, None])
+            counts = frame_counts.to(features.device)
+            features = features * (valid[None, :, None] < counts[:, None, None])
         if self.config.deltas:
             features = _append_deltas(features, self.config.deltas)
         return (features[0], frame_counts[0]) if single else (features, frame_counts)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from speechrnn import audio
-from speechrnn.features import FeatureConfig, Fbank
+from speechrnn.features import Fbank, FeatureConfig
 from speechrnn.models import ModelConfig, build_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Grid-search the LM weight (alpha) and word bonus (beta) on a dev manifest; print the best.
+
+    python tools/tune_lm.py --model exp/best --lm data/lm.arpa.gz --manifest data/dev.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+
+from speechrnn import audio
+from speechrnn.data.manifest import read_manifest
+from speechrnn.decoding.beam import BeamSearchDecoder
+from speechrnn.decoding.lm import ArpaLM
+from speechrnn.scoring import error_rates
+from speechrnn.transcriber import Transcriber
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--lm", required=True)
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--beam", type=int, default=16)
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9, 1.2])
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    args = parser.parse_args()
+    transcriber = Transcriber(args.model, lm=None, beam=1)
+    entries = read_manifest(args.manifest)
+    posteriors = []
+    for start in range(0, len(entries), 32):
+        chunk = entries[start : start + 32]
+        waves = [audio.load(e.audio, transcriber.sample_rate) for e in chunk]
+        log_probs, lengths = transcriber.log_probs(waves)
+        posteriors += [(log_probs[i], int(lengths[i])) for i in range(len(chunk))]
+    references = [e.text for e in entries]
+    lm = ArpaLM.load(args.lm)
+    tokenizer = transcriber.checkpoint.tokenizer
+    shift = transcriber.checkpoint.frame_shift
+    results = []
+    for alpha, beta in itertools.product(args.alphas, args.betas):
+        decoder = BeamSearchDecoder(tokenizer, lm, beam=args.beam, alpha=alpha, beta=beta,
+                                    frame_shift=shift)
+        hypotheses = [decoder.decode(lp, n)[0].text for lp, n in posteriors]
+        wer, cer = error_rates(references, hypotheses)
+        results.append((wer, cer, alpha, beta))
+        print(f"alpha {alpha:4.2f} beta {beta:4.2f}: WER {100 * wer:6.2f}%  CER {100 * cer:6.2f}%",
+              flush=True)
+    wer, cer, alpha, beta = min(results)
+    print(f"best: alpha {alpha} beta {beta} (dev WER {100 * wer:.2f}%, CER {100 * cer:.2f}%)")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
