@@ -22,7 +22,7 @@ from speechrnn.decoding.hypothesis import Word
 from speechrnn.decoding.lm import ArpaLM
 from speechrnn.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
-DEFAULT_MODEL = "en-so762-digits"
+DEFAULT_MODEL = "en-so762-blstm"
 
 
 def bundled_models() -> dict[str, Path]:

@@ -121,6 +121,7 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
     parent = np.empty(capacity, np.int64)
     token = np.empty(capacity, np.int64)
     frame = np.empty(capacity, np.int64)
+    entry = np.empty(capacity, np.float64)  # best probability of entering the token
     lm = np.empty(capacity, np.float64)
     context = np.empty((capacity, width), np.int64)
     trie = np.empty(capacity, np.int64)
@@ -188,6 +189,7 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
                     # create the extended prefix and its LM / trie / hotword state
                     child = nodes
                     parent[child], token[child], frame[child] = node, c, t
+                    entry[child] = NEG_INF
                     lm[child] = lm[node]
                     context[child, :] = context[node, :]
                     trie[child], word_len[child] = trie[node], word_len[node]
@@ -237,6 +239,9 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
                     children[key] = child
                 if child < 0:
                     continue
+                if gain > entry[child]:  # the token's time: its most likely entry frame
+                    entry[child] = gain
+                    frame[child] = t
                 s = slot[child]
                 if s < 0:
                     s = n_next
@@ -470,8 +475,8 @@ class BeamSearchDecoder:
 
     def _words(self, tokens: list[int], frames: list[int], log_probs: np.ndarray,
                length: int) -> list[Word]:
-        """Word start/end (s) from the frames where each character was first emitted; the
-        end runs to the last frame where the word's final character stays the best token;
+        """Word start/end (s) from each character's most likely entry frame; the end runs to
+        the last frame where the word's final character stays the best token;
         confidence is the mean posterior of the word's characters at their frames."""
         words = []
         for group in self.tokenizer.group_words(tokens):
@@ -485,3 +490,23 @@ class BeamSearchDecoder:
             words.append(Word(self.tokenizer.decode([tokens[i] for i in group]),
                               first * self.frame_shift, end * self.frame_shift, confidence))
         return words
+
+
+def _decode_one(decoder: BeamSearchDecoder, item) -> list[Hypothesis]:
+    log_probs, length = item
+    return decoder.decode(log_probs, length)
+
+
+def decode_many(decoder: BeamSearchDecoder, items: Sequence[tuple[np.ndarray, int]],
+                workers: int = 1) -> list[list[Hypothesis]]:
+    """Decode (log_probs, length) pairs, in ``workers`` processes started with *spawn* (safe
+    with threads, CUDA and macOS/Windows, unlike fork-only designs); order is kept."""
+    if workers <= 1:
+        return [_decode_one(decoder, item) for item in items]
+    import functools
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        chunk = max(1, len(items) // (4 * workers))
+        return pool.map(functools.partial(_decode_one, decoder), items, chunksize=chunk)

@@ -1,0 +1,201 @@
+"""Decoders and LMs against independent references: brute force, kenlm, forced alignment."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+import torchaudio.functional as AF
+
+from speechrnn import audio
+from speechrnn.data import read_manifest
+from speechrnn.decoding import GreedyDecoder, greedy_ids
+from speechrnn.decoding.beam import BeamSearchDecoder, decode_many
+from speechrnn.decoding.lm import ArpaLM, KenLMAdapter, LMError, build_lm
+from speechrnn.text import CharTokenizer
+from speechrnn.training import load_checkpoint
+
+TOKENIZER = CharTokenizer(["<blank>", " ", "a", "b", "c"])
+EXACT = dict(token_k=100, token_min_logp=-1e9, blank_skip=1.0, beam_prune_logp=-1e9)
+
+
+def _random_log_probs(frames: int, vocab: int, seed: int, sharpness: float = 1.0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.log_softmax(sharpness * torch.randn(frames, vocab, generator=generator), -1)
+
+
+def _collapse(path):
+    out, previous = [], None
+    for token in path:
+        if token != previous and token != 0:
+            out.append(token)
+        previous = token
+    return tuple(out)
+
+
+def test_best_prefix_score_equals_brute_force_sum_over_alignments():
+    tokenizer = CharTokenizer(["<blank>", " ", "a"])
+    for seed in range(5):
+        log_probs = _random_log_probs(6, 3, seed)
+        totals: dict = {}
+        for path in itertools.product(range(3), repeat=6):
+            probability = math.exp(sum(float(log_probs[t, k]) for t, k in enumerate(path)))
+            totals[_collapse(path)] = totals.get(_collapse(path), 0.0) + probability
+        best_prefix, best_probability = max(totals.items(), key=lambda item: item[1])
+        decoder = BeamSearchDecoder(tokenizer, None, beam=200, nbest=5, **EXACT)
+        hypotheses = decoder.decode(log_probs)
+        assert tuple(hypotheses[0].tokens) == best_prefix
+        assert hypotheses[0].score == pytest.approx(math.log(best_probability), abs=1e-6)
+        for hypothesis in hypotheses:  # every N-best score is the exact prefix probability
+            assert hypothesis.score == pytest.approx(math.log(totals[tuple(hypothesis.tokens)]),
+                                                     abs=1e-6)
+
+
+def _confident(frames: int, vocab: int, seed: int, top: float = 0.95) -> torch.Tensor:
+    """Posteriors whose best token has probability ``top`` in every frame (the others share
+    the rest): here the most probable prefix is the best path's, so beam 1 must be greedy."""
+    generator = torch.Generator().manual_seed(seed)
+    best = torch.randint(vocab, (frames,), generator=generator)
+    probabilities = torch.full((frames, vocab), (1 - top) / (vocab - 1))
+    probabilities[torch.arange(frames), best] = top
+    return probabilities.log()
+
+
+def test_beam_one_without_lm_equals_greedy_on_confident_posteriors():
+    for seed in range(20):
+        log_probs = _confident(80, len(TOKENIZER), seed)
+        greedy = greedy_ids(log_probs[None], torch.tensor([80]))[0]
+        beam = BeamSearchDecoder(TOKENIZER, None, beam=1, **EXACT).decode(log_probs)[0]
+        assert beam.tokens == greedy
+        assert GreedyDecoder(TOKENIZER).decode(log_probs)[0].tokens == greedy
+
+
+def test_arpa_reader_matches_kenlm(data_dir, tmp_path):
+    pytest.importorskip("kenlm")
+    texts = [line.split()[1:] for line in
+             (data_dir / "speechocean762" / "train" / "text").read_text().splitlines()]
+    built = build_lm(texts, order=3, prune=(0, 0, 1))
+    built.save(tmp_path / "lm.arpa.gz")
+    ours, theirs = ArpaLM.load(tmp_path / "lm.arpa.gz"), KenLMAdapter(tmp_path / "lm.arpa.gz")
+    random.seed(0)
+    words = sorted(ours.vocabulary - {"<s>"}) + ["NOTAWORD"]
+    sentences = random.sample(texts, 50) + [random.sample(words, 6) for _ in range(50)]
+    for sentence in sentences:
+        assert ours.sentence_score(sentence) == pytest.approx(theirs.sentence_score(sentence),
+                                                              abs=1e-4)
+        assert ours.score(["<s>", *sentence[:1]], sentence[-1]) == pytest.approx(
+            theirs.score(["<s>", *sentence[:1]], sentence[-1]), abs=1e-4)
+
+
+@pytest.mark.parametrize("prune", [(), (0, 1, 1)])
+def test_built_lm_normalises(data_dir, prune):
+    texts = [line.split()[1:] for line in
+             (data_dir / "speechocean762" / "train" / "text").read_text().splitlines()]
+    model = build_lm(texts, order=3, prune=prune)
+    vocabulary = sorted(model.vocabulary - {"<s>"})
+    random.seed(1)
+    histories = [("<s>",), ()] + [tuple(["<s>", *t][: random.randint(1, 3)])
+                                  for t in random.sample(texts, 20)]
+    histories += [(random.choice(vocabulary), random.choice(vocabulary)) for _ in range(5)]
+    for history in histories:
+        total = sum(10 ** model.score(history, word) for word in vocabulary)
+        assert total == pytest.approx(1.0, abs=1e-4), history
+
+
+def test_arpa_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0 a\nnot-a-number b\n\\end\\\n")
+    with pytest.raises(LMError, match="bad.arpa:6"):
+        ArpaLM.load(bad)
+    with pytest.raises(LMError, match="no such language model"):
+        ArpaLM.load(tmp_path / "absent.arpa")
+
+
+def _spell(text: str, tokenizer: CharTokenizer, strength: dict | None = None):
+    """Posteriors that spell ``text`` one character per two frames; ``strength`` overrides
+    the probability of a (position → {token: logp}) at chosen positions."""
+    frames = 2 * len(text) + 2
+    log_probs = torch.full((frames, len(tokenizer)), -12.0)
+    log_probs[:, 0] = 0.0
+    for index, char in enumerate(text):
+        row = log_probs[2 * index + 1]
+        row[:] = -12.0
+        row[tokenizer.symbols.index(char)] = -0.05
+        row[0] = -3.0
+        for token, value in (strength or {}).get(index, {}).items():
+            row[tokenizer.symbols.index(token)] = value
+    return torch.log_softmax(log_probs, -1)
+
+
+def test_hotword_raises_recall():
+    tokenizer = CharTokenizer(["<blank>", " ", *"abcdehklmnorstuy"])
+    # The acoustics slightly prefer "marcus"; the hotword is "markus".
+    log_probs = _spell("hello marcus", tokenizer, {9: {"k": -0.9, "c": -0.6}})
+    plain = BeamSearchDecoder(tokenizer, None, beam=8).decode(log_probs)[0].text
+    boosted = BeamSearchDecoder(tokenizer, None, beam=8, hotwords=["markus"],
+                                hotword_weight=2.0).decode(log_probs)[0].text
+    assert plain == "hello marcus"
+    assert boosted == "hello markus"
+    # a hotword prefix that does not complete gives its bonus back
+    other = BeamSearchDecoder(tokenizer, None, beam=8, hotwords=["markov"],
+                              hotword_weight=2.0).decode(log_probs)[0]
+    assert other.text == "hello marcus"
+
+
+def test_lm_fusion_and_lexicon_mode():
+    tokenizer = CharTokenizer(["<blank>", " ", *"abcdehklmnorstuy"])
+    lm = build_lm([["hello", "markus"], ["hello", "world"]] * 5, order=2)
+    log_probs = _spell("hello marcus", tokenizer, {9: {"k": -0.9, "c": -0.6}})
+    assert BeamSearchDecoder(tokenizer, lm, beam=8, alpha=1.0, beta=0.0).decode(
+        log_probs)[0].text == "hello markus"
+    lexicon = BeamSearchDecoder(tokenizer, None, beam=8, lexicon=["hello", "world", "markus"])
+    assert lexicon.decode(log_probs)[0].text == "hello markus"
+
+
+def test_word_times_agree_with_forced_alignment(prepared, yesno_model):
+    model_dir, _ = yesno_model
+    checkpoint = load_checkpoint(model_dir)
+    decoder = BeamSearchDecoder(checkpoint.tokenizer, None, beam=8,
+                                frame_shift=checkpoint.frame_shift)
+    compared = 0
+    for entry in read_manifest(prepared["yesno"] / "test.jsonl")[:8]:
+        waveform = audio.load(entry.audio, 8000)
+        with torch.no_grad():
+            features, frames = checkpoint.features(waveform)
+            log_probs, lengths = checkpoint.model(features[None], frames[None])
+        hypothesis = decoder.decode(log_probs[0], lengths[0])[0]
+        if hypothesis.text != entry.text:
+            continue
+        targets = torch.tensor([hypothesis.tokens], dtype=torch.int32)
+        alignment, _ = AF.forced_align(log_probs, targets, blank=0)
+        spans = AF.merge_tokens(alignment[0], torch.zeros(alignment.shape[1]))
+        groups = checkpoint.tokenizer.group_words(hypothesis.tokens)
+        for word, group in zip(hypothesis.words, groups, strict=True):
+            start = spans[group[0]].start
+            end = spans[group[-1]].end
+            assert abs(word.start / checkpoint.frame_shift - start) <= 2
+            assert abs(word.end / checkpoint.frame_shift - end) <= 2
+            assert 0.0 < word.confidence <= 1.0
+        compared += 1
+    assert compared >= 4
+
+
+def test_spawn_workers_give_the_same_results():
+    decoder = BeamSearchDecoder(TOKENIZER, build_lm([["ab", "c"], ["a", "bc"]], order=2))
+    items = [(_random_log_probs(40, len(TOKENIZER), s, 3.0).numpy(), 40) for s in range(12)]
+    sequential = [h[0].text for h in decode_many(decoder, items, workers=1)]
+    parallel = [h[0].text for h in decode_many(decoder, items, workers=2)]
+    assert parallel == sequential
+
+
+def test_nbest_is_sorted_and_distinct():
+    hypotheses = BeamSearchDecoder(TOKENIZER, None, beam=16, nbest=5).decode(
+        _random_log_probs(30, len(TOKENIZER), 3, 2.0))
+    scores = [h.score for h in hypotheses]
+    assert scores == sorted(scores, reverse=True) and len(hypotheses) == 5
+    assert len({tuple(h.tokens) for h in hypotheses}) == 5
+    assert np.isfinite(scores).all()
