@@ -1,0 +1,159 @@
+"""The speechrnn command on real audio: outputs parse, times are sane, bad input is reported."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechrnn import audio
+from speechrnn.cli import main
+from speechrnn.transcriber import Transcriber, split_at_pauses
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "speechrnn.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def an4_files(data_dir):
+    return sorted((data_dir / "an4_mini" / "test").glob("*.wav"))[:3]
+
+
+def _check_words(words, duration):
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts)
+    for word in words:
+        assert 0.0 <= word["start"] < word["end"] <= duration + 1e-6
+        assert 0.0 < word["confidence"] <= 1.0
+
+
+def test_transcribe_json_text_and_srt(an4_files, so762_wavs, tmp_path, capsys):
+    files = [*map(str, an4_files), str(so762_wavs[0])]
+    assert main(["transcribe", *files, "--format", "json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(files)
+    for line, path in zip(lines, files, strict=True):
+        item = json.loads(line)
+        assert item["file"] == path
+        assert item["duration"] == pytest.approx(audio.duration(path), abs=0.01)
+        _check_words(item["words"], item["duration"])
+        assert item["text"] == " ".join(w["word"] for w in item["words"])
+    assert main(["transcribe", str(so762_wavs[0]), "--format", "srt", "--output",
+                 str(tmp_path)]) == 0
+    srt = (tmp_path / f"{so762_wavs[0].stem}.srt").read_text()
+    times = re.findall(r"(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)", srt)
+    assert times and srt.startswith("1\n")
+    assert main(["transcribe", str(so762_wavs[0]), "--lm", "none", "--beam", "1"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_three_minute_recording_has_sane_times(so762_wavs, data_dir, tmp_path):
+    lines = (data_dir / "speechocean762" / "test" / "wav.scp").read_text().splitlines()
+    pieces, total = [], 0.0
+    for line in lines:
+        waveform = audio.load(data_dir / "speechocean762" / line.split()[1]).numpy()
+        pieces += [waveform, np.zeros(8000, np.float32)]
+        total += len(waveform) / 16000 + 0.5
+        if total >= 180:
+            break
+    long_file = tmp_path / "long.flac"
+    sf.write(long_file, np.concatenate(pieces), 16000)
+    result = Transcriber(lm="default")(long_file)
+    assert result.duration >= 180
+    words = [w.__dict__ | {"word": w.text} for w in result.words]
+    _check_words(words, result.duration)
+    assert len(result.words) > 100  # ~60 utterances of 3-8 words
+    assert result.words[-1].end > 150  # words reach the end of the file, not just a window
+    segments = split_at_pauses(audio.load(long_file), 16000, 20.0)
+    assert segments[0][0] == 0 and segments[-1][1] == int(result.duration * 16000)
+    assert all(0 < e - s <= 20 * 16000 for s, e in segments)
+
+
+def test_array_input_any_rate_and_channels(so762_wavs):
+    transcriber = Transcriber(lm=None, beam=1)
+    waveform, rate = audio.read(so762_wavs[0])
+    expected = transcriber(so762_wavs[0]).text
+    stereo = np.stack([waveform.numpy(), waveform.numpy()])
+    assert transcriber(stereo, sample_rate=rate).text == expected
+    upsampled = audio.resample(waveform, rate, 48000).numpy()
+    result = transcriber(upsampled, sample_rate=48000)
+    assert result.duration == pytest.approx(waveform.numel() / rate, abs=0.01)
+    assert len(result.text.split()) == pytest.approx(len(expected.split()), abs=1)
+
+
+def test_batch_continues_after_a_bad_file(an4_files, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    result = run("transcribe", str(an4_files[0]), str(broken), str(tmp_path / "missing.wav"),
+                 "--lm", "none", "--beam", "1")
+    assert result.returncode == 1
+    assert f"{broken}: not a readable audio file" in result.stderr
+    assert "missing.wav: no such file" in result.stderr
+    assert "2 of 3 file(s) failed" in result.stderr
+    assert str(an4_files[0]) in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_pickled_model_is_refused_and_never_run(tmp_path, an4_files):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(b"\x80\x04cbuiltins\nopen\n" + pickle.dumps((str(marker), "w"))[2:-1]
+                     + b"R.")
+    result = run("transcribe", str(an4_files[0]), "--model", str(evil))
+    assert result.returncode == 2
+    assert "pickle files" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_evaluate_writes_hyps_report_and_summary(prepared, tmp_path):
+    out = tmp_path / "eval"
+    result = run("evaluate", "--manifest", str(prepared["an4-mini"] / "test.jsonl"),
+                 "--out", str(out), "--lm", "default")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["utterances"] == 10 and 0.0 <= summary["wer"] <= 2.0
+    assert summary["rtf"] > 0 and summary["decoder"]["decoder"] == "BeamSearchDecoder"
+    hyps = [json.loads(x) for x in (out / "hyp.jsonl").read_text().splitlines()]
+    assert len(hyps) == 10 and (out / "hyp.trn").exists() and (out / "report.txt").exists()
+    scored = run("score", "--ref", str(out / "ref.trn"), "--hyp", str(out / "hyp.trn"),
+                 "--json")
+    assert json.loads(scored.stdout)["wer"] == pytest.approx(summary["wer"])
+
+
+def test_unwritable_output_is_refused_before_work(tmp_path, prepared):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("evaluate", "--manifest", str(prepared["an4-mini"] / "test.jsonl"),
+                 "--out", str(blocker / "sub"))
+    assert result.returncode == 2 and "cannot write to output directory" in result.stderr
+    result = run("prepare", "yesno", str(tmp_path / "nowhere"), str(tmp_path / "out"))
+    assert result.returncode == 2 and "no yesno .wav files" in result.stderr
+
+
+def test_bad_manifest_and_config_give_one_line_errors(tmp_path):
+    manifest = tmp_path / "bad.jsonl"
+    manifest.write_text('{"id": "a", "audio": "a.wav", "duration": -3, "text": "x"}\n')
+    result = run("train", "--outdir", str(tmp_path / "exp"), "--set",
+                 f"data.train={manifest}")
+    assert result.returncode == 2
+    assert f"{manifest}:1: implausible duration" in result.stderr
+    result = run("train", "--outdir", str(tmp_path / "exp"), "--set", "model.colour=blue")
+    assert result.returncode == 2 and "unknown config key 'model.colour'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_lm_build_and_models(tmp_path, data_dir):
+    arpa = tmp_path / "lm.arpa.gz"
+    result = run("lm", "build", str(data_dir / "speechocean762" / "train" / "text"), str(arpa),
+                 "--kaldi-text", "--order", "2")
+    assert result.returncode == 0 and arpa.exists() and "2-grams" in result.stdout
+    listing = run("models")
+    assert "en-so762-blstm (default)" in listing.stdout
