@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     best = [h for h in summary["history"] if "wer" in h]
     if best:
-        top = min(best, key=lambda h: h["wer"])
+        top = min(best, key=lambda h: (h["wer"], h.get("loss", 0.0)))  # as best/ is chosen
         print(f"best dev WER {100 * top['wer']:.2f}% (epoch {top['epoch']}); "
               f"model in {args.outdir / 'best'}")
     print(f"{summary['step']} steps, {summary['skipped']} utterances/updates skipped")
@@ -295,7 +295,16 @@ def cmd_lm(args: argparse.Namespace) -> int:
     from speechrnn.text import normalize
 
     sentences = []
-    for number, line in enumerate(args.text.read_bytes().splitlines(), start=1):
+    if args.text.suffix == ".jsonl":  # a manifest: its transcripts
+        from speechrnn.data.manifest import read_manifest
+
+        lines = [e.text.encode() for e in read_manifest(args.text)]
+    else:
+        try:
+            lines = args.text.read_bytes().splitlines()
+        except OSError as error:
+            raise UsageError(f"{args.text}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -319,7 +328,7 @@ def add_lm(commands) -> None:
     parser = commands.add_parser("lm", help="language models")
     verbs = parser.add_subparsers(dest="verb", required=True)
     build = verbs.add_parser("build", help="modified Kneser-Ney n-gram LM from text → ARPA")
-    build.add_argument("text", type=Path, help="one sentence per line")
+    build.add_argument("text", type=Path, help="one sentence per line, or a .jsonl manifest")
     build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
     build.add_argument("--order", type=int, default=3)
     build.add_argument("--prune", type=int, nargs="+",
@@ -331,6 +340,43 @@ def add_lm(commands) -> None:
     build.set_defaults(handler=cmd_lm)
 
 
+def cmd_cmvn(args: argparse.Namespace) -> int:
+    from speechrnn import audio
+    from speechrnn.data.manifest import read_manifest
+    from speechrnn.features import compute_cmvn
+    from speechrnn.training.config import load_config
+
+    features = load_config(args.config, args.set or []).features
+    entries = read_manifest(args.manifest)
+    step = max(1, len(entries) // args.max_utterances)
+
+    def waveforms():
+        for entry in entries[::step]:
+            try:
+                yield audio.load(entry.audio, features.sample_rate, entry.offset,
+                                 entry.duration if entry.offset else None)
+            except audio.AudioError as error:
+                print(f"skipped {error}", file=sys.stderr)
+
+    from speechrnn.features import build_features
+
+    ensure_writable_dir(args.out.parent)
+    cmvn = compute_cmvn(waveforms(), build_features(features))
+    cmvn.save(args.out)
+    print(f"wrote {args.out}: {cmvn.count} frames")
+    return EXIT_OK
+
+
+def add_cmvn(commands) -> None:
+    parser = commands.add_parser("cmvn", help="global feature mean/std of a manifest → JSON")
+    parser.add_argument("manifest", type=Path)
+    parser.add_argument("out", type=Path, help="cmvn.json (train reads OUTDIR/cmvn.json)")
+    parser.add_argument("--config", type=Path, help="training config (its features section)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--max-utterances", type=int, default=2000)
+    parser.set_defaults(handler=cmd_cmvn)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
@@ -339,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
     adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
-                               add_lm, add_models]
+                               add_lm, add_models, add_cmvn]
     for add in adders:
         add(commands)
     return parser

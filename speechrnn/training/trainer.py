@@ -122,7 +122,9 @@ class Trainer:
             frames, config.data.max_frames, shuffle=True, seed=config.seed,
             num_replicas=self.world_size, rank=self.rank, max_batch_size=config.data.max_batch_size)
         self.steps_per_epoch = math.ceil(len(self.sampler) / config.optim.accum_steps)
-        total = config.max_steps or self.steps_per_epoch * config.epochs
+        # The schedule spans the configured epochs; max_steps/max_minutes only stop early,
+        # so a run stopped and resumed follows the same learning-rate curve.
+        total = self.steps_per_epoch * config.epochs
         self.newbob = Newbob(config.optim.newbob_threshold) \
             if config.optim.schedule == "newbob" else None
         self.scheduler = build_scheduler(self.optimizer, config.optim.schedule, total,
@@ -246,9 +248,12 @@ class Trainer:
 
     def _loader(self, dataset: ASRDataset, sampler) -> DataLoader:
         workers = self.config.data.num_workers
+        # Its own generator: a DataLoader iterator otherwise draws its seed from the global
+        # RNG, which would shift the dropout masks of a resumed run.
+        generator = torch.Generator().manual_seed(self.config.seed + self.epoch)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                           num_workers=workers, pin_memory=self.device.type == "cuda",
-                          prefetch_factor=4 if workers else None)
+                          prefetch_factor=4 if workers else None, generator=generator)
 
     # -- the step --------------------------------------------------------------------------
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# speechocean762: non-native (Mandarin L1) read English, ~2.2 h of training speech after the
+# dev split. Configs: conf/blstm.yaml (2-core CPU), conf/gpu_blstm.yaml (one GPU). Compare
+# cells/directions with --set, e.g. --name gru_uni --set model.cell=gru
+# --set model.bidirectional=false --set model.hidden=360 (similar parameter budget).
+CORPUS=speechocean762
+DEFAULT_DATA=../../../shared/data/speechocean762
+CONFIG=${CONFIG:-blstm.yaml}
+PREPARE_OPTS=""
+LM_ORDER=3; ALPHA=1.1; BETA=3.0; BEAM=16
+source "$(dirname "$0")/../stages.sh"

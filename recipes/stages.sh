@@ -1,0 +1,70 @@
+# Shared stage driver for recipes/<corpus>/run.sh. The recipe sets CORPUS, DEFAULT_DATA,
+# CONFIG, PREPARE_OPTS, LM_ORDER, ALPHA, BETA, BEAM (and TRAIN_SET/TEST_SET when the
+# preparer's manifests are not train/test), then sources this file.
+# Stages: 0 prepare · 1 CMVN · 2 LM · 3 train · 4 decode and score · 5 report.
+# Each stage skips work whose output exists (delete it to redo); everything is logged with
+# timestamps to exp/<name>/run.log.
+set -euo pipefail
+stage=0; stop_stage=5; data="$DEFAULT_DATA"; name="${NAME:-$(basename "$CONFIG" .yaml)}"
+extra=(); train_set="${TRAIN_SET:-train}"; test_set="${TEST_SET:-test}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    --name) name=$2; shift 2 ;;
+    --set) extra+=(--set "$2"); shift 2 ;;
+    *) echo "usage: $0 [--stage N] [--stop-stage N] [--data DIR] [--name NAME] [--set k=v]..." >&2
+       exit 2 ;;
+  esac
+done
+cd "$(dirname "$0")"
+exp="exp/$name"
+mkdir -p data "$exp"
+log() { echo "$(date -u +%FT%TZ) [$CORPUS/$name] $*" | tee -a "$exp/run.log"; }
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+if run_stage 0 && [ ! -f data/$test_set.jsonl ]; then
+  log "stage 0: prepare $CORPUS from $data"
+  speechrnn prepare "$CORPUS" "$data" data $PREPARE_OPTS 2>&1 | tee -a "$exp/run.log" || true
+  [ -f data/$test_set.jsonl ] || { log "prepare failed"; exit 1; }
+fi
+if run_stage 1 && [ ! -f "$exp/cmvn.json" ]; then
+  log "stage 1: global CMVN over data/$train_set.jsonl"
+  speechrnn cmvn data/$train_set.jsonl "$exp/cmvn.json" --config "conf/$CONFIG" "${extra[@]}"
+fi
+if run_stage 2 && [ ! -f data/lm.arpa.gz ]; then
+  log "stage 2: ${LM_ORDER}-gram LM from the training transcripts"
+  speechrnn lm build data/$train_set.jsonl data/lm.arpa.gz --order "$LM_ORDER"
+fi
+if run_stage 3 && [ ! -f "$exp/best/config.json" ]; then
+  log "stage 3: train with conf/$CONFIG ${extra[*]:-}"
+  start=$(date +%s)
+  speechrnn train --config "conf/$CONFIG" --outdir "$exp" --set progress=false "${extra[@]}" \
+    2>&1 | tee -a "$exp/run.log"
+  log "training took $(( $(date +%s) - start )) s"
+fi
+if run_stage 4; then
+  log "stage 4: decode and score data/$test_set.jsonl"
+  speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --beam 1 --lm none \
+    --out "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
+  speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
+    --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" --out "$exp/test_lm" | tail -4 \
+    | tee -a "$exp/run.log"
+fi
+if run_stage 5; then
+  log "stage 5: report"
+  python ../../tools/plot_training.py "$exp" --out "$exp/curves.png" || true
+  python ../../tools/plot_alignment.py --model "$exp/best" --manifest data/$test_set.jsonl \
+    --out "$exp/posteriogram.png" || true
+  python - "$exp" <<'PY' | tee -a "$exp/run.log"
+import json, sys
+exp = sys.argv[1]
+config = json.load(open(f"{exp}/best/config.json"))
+for kind in ("test_greedy", "test_lm"):
+    s = json.load(open(f"{exp}/{kind}/summary.json"))
+    print(f"{kind}: WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% "
+          f"(95% CI {100 * s['wer_95ci'][0]:.1f}-{100 * s['wer_95ci'][1]:.1f}) "
+          f"RTF {s['rtf']:.4f}; {config['num_parameters']:,} parameters")
+PY
+fi
