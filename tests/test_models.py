@@ -57,3 +57,24 @@ def test_presets_name_their_parameter_count():
     assert isinstance(ds2.rnns[0].forward_rnn, torch.nn.GRU) and len(ds2.rnns) == 5
     with pytest.raises(ValueError, match="cell must be one of"):
         build_model(ModelConfig(cell="transformer"))
+
+
+def test_frozen_format_version_1_checkpoint_still_loads_and_gives_the_same_outputs():
+    """tests/data/frozen_v1 was written by speechrnn 0.1.0; never regenerate it."""
+    import json
+    from pathlib import Path
+
+    from speechrnn.training import load_checkpoint
+
+    folder = Path(__file__).parent / "data" / "frozen_v1"
+    checkpoint = load_checkpoint(folder)
+    assert checkpoint.config["format_version"] == 1
+    generator = torch.Generator().manual_seed(1)
+    waveform = torch.sin(torch.arange(4000) * 0.05) * 0.3 + 0.01 * torch.randn(
+        4000, generator=generator)
+    with torch.no_grad():
+        features, frames = checkpoint.features(waveform)
+        log_probs, _ = checkpoint.model(features[None], frames[None])
+    expected = torch.tensor(json.loads((folder / "expected.json").read_text())["log_probs"])
+    assert torch.allclose(log_probs[0], expected, atol=1e-5)
+    assert checkpoint.tokenizer.decode([2, 1, 3]) == "a b"
