@@ -11,6 +11,34 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPEECHRNN_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
+def write_bad_audio(folder: Path, good) -> dict[str, Path]:
+    """Broken audio files made from a good float waveform ``good`` (16 kHz)."""
+    import numpy as np
+    import soundfile as sf
+
+    cases = {"missing": folder / "missing.wav"}
+    (folder / "empty.wav").write_bytes(b"")
+    cases["empty"] = folder / "empty.wav"
+    sf.write(folder / "zero.wav", np.zeros(0, dtype=np.float32), 16000)
+    cases["no samples"] = folder / "zero.wav"
+    sf.write(folder / "full.flac", good, 16000)
+    blob = (folder / "full.flac").read_bytes()
+    (folder / "truncated.flac").write_bytes(blob[: len(blob) // 2])
+    cases["truncated"] = folder / "truncated.flac"
+    sf.write(folder / "full.wav", good, 16000, subtype="PCM_16")
+    blob = (folder / "full.wav").read_bytes()
+    (folder / "truncated.wav").write_bytes(blob[: len(blob) // 2])
+    cases["truncated wav"] = folder / "truncated.wav"
+    (folder / "text.wav").write_text("this is not audio\n" * 100)
+    cases["not audio"] = folder / "text.wav"
+    bad = good.copy()
+    bad[100] = np.nan
+    bad[200] = np.inf
+    sf.write(folder / "nan.wav", bad, 16000, subtype="FLOAT")
+    cases["NaN"] = folder / "nan.wav"
+    return cases
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA.is_dir():

@@ -9,6 +9,7 @@ import torch
 
 from speechrnn import audio
 from speechrnn.audio import AudioError
+from tests.conftest import write_bad_audio
 
 
 def test_wav_8k_is_resampled_to_16k(data_dir):
@@ -55,37 +56,12 @@ def test_downmix_and_segment(so762_wavs, tmp_path):
     assert np.allclose(segment, 0.75 * mono[8000:12000], atol=1e-6)
 
 
-def _bad_files(tmp_path, so762_wavs):
-    good = audio.load(so762_wavs[0]).numpy()
-    cases = {}
-    cases["missing"] = tmp_path / "missing.wav"
-    (tmp_path / "empty.wav").write_bytes(b"")
-    cases["empty"] = tmp_path / "empty.wav"
-    sf.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), 16000)
-    cases["no samples"] = tmp_path / "zero.wav"
-    sf.write(tmp_path / "full.flac", good, 16000)
-    blob = (tmp_path / "full.flac").read_bytes()
-    (tmp_path / "truncated.flac").write_bytes(blob[: len(blob) // 2])
-    cases["truncated"] = tmp_path / "truncated.flac"
-    sf.write(tmp_path / "full.wav", good, 16000, subtype="PCM_16")
-    blob = (tmp_path / "full.wav").read_bytes()
-    (tmp_path / "truncated.wav").write_bytes(blob[: len(blob) // 2])
-    cases["truncated wav"] = tmp_path / "truncated.wav"
-    (tmp_path / "text.wav").write_text("this is not audio\n" * 100)
-    cases["not audio"] = tmp_path / "text.wav"
-    bad = good.copy()
-    bad[100] = np.nan
-    bad[200] = np.inf
-    sf.write(tmp_path / "nan.wav", bad, 16000, subtype="FLOAT")
-    cases["NaN"] = tmp_path / "nan.wav"
-    return cases
-
-
 def test_every_broken_input_raises_audio_error_naming_the_file(tmp_path, so762_wavs):
     reasons = {"missing": "no such file", "empty": "empty file", "no samples": "no samples",
                "truncated": "", "truncated wav": "truncated", "not audio": "not a readable",
                "NaN": "NaN"}
-    for case, path in _bad_files(tmp_path, so762_wavs).items():
+    good = audio.load(so762_wavs[0]).numpy()
+    for case, path in write_bad_audio(tmp_path, good).items():
         with pytest.raises(AudioError) as caught:
             audio.load(path)
         assert str(path) in str(caught.value), case

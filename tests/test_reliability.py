@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from speechrnn.training import load_checkpoint
 from speechrnn.training.checkpoint import load_trainer_state
+from tests.conftest import write_bad_audio
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -89,22 +90,10 @@ def bad_inputs(tmp_path_factory, so762_wavs):
 
     root = tmp_path_factory.mktemp("bad")
     good = audio.load(so762_wavs[0]).numpy()
-    files = {}
-    (root / "empty.wav").write_bytes(b"")
-    files["empty file"] = root / "empty.wav"
-    sf.write(root / "zero.wav", np.zeros(0, np.float32), 16000)
-    files["zero samples"] = root / "zero.wav"
-    sf.write(root / "full.flac", good, 16000)
-    blob = (root / "full.flac").read_bytes()
-    (root / "truncated.flac").write_bytes(blob[: len(blob) // 3])
-    files["truncated FLAC"] = root / "truncated.flac"
-    (root / "text.wav").write_text("hello, I am not audio\n" * 50)
-    files["text named .wav"] = root / "text.wav"
-    nan = good.copy()
-    nan[1000] = np.nan
-    sf.write(root / "nan.wav", nan, 16000, subtype="FLOAT")
-    files["NaN samples"] = root / "nan.wav"
-    files["missing file"] = root / "missing.wav"
+    cases = write_bad_audio(root, good)
+    files = {"empty file": cases["empty"], "zero samples": cases["no samples"],
+             "truncated FLAC": cases["truncated"], "text named .wav": cases["not audio"],
+             "NaN samples": cases["NaN"], "missing file": cases["missing"]}
     sf.write(root / "silence.flac", np.zeros(16000 * 3600, np.int16), 16000)
     files["1 hour of silence"] = root / "silence.flac"
     tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000 * 3) / 16000)

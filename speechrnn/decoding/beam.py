@@ -84,6 +84,18 @@ def _ngram_score(context: np.ndarray, word: int, order: int, index, logprob: np.
 
 
 @numba.njit(cache=True)
+def _candidate(node, slot, nxt, nxt_pb, nxt_pnb, n_next):
+    """The next frame's candidate slot of ``node`` (added, with zero probability, if new)."""
+    s = slot[node]
+    if s < 0:
+        s = n_next
+        slot[node] = s
+        nxt[s], nxt_pb[s], nxt_pnb[s] = node, NEG_INF, NEG_INF
+        n_next += 1
+    return s, n_next
+
+
+@numba.njit(cache=True)
 def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot_bonus,
                    use_lm, alpha, beta, oov_penalty, order, ngram_index, ngram_logprob,
                    ngram_backoff, unk_logprob, unk_id):
@@ -163,12 +175,7 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
             pb, pnb = cur_pb[i], cur_pnb[i]
             total = _logaddexp(pb, pnb)
             # blank: prefix unchanged
-            s = slot[node]
-            if s < 0:
-                s = n_next
-                slot[node] = s
-                nxt[s], nxt_pb[s], nxt_pnb[s] = node, NEG_INF, NEG_INF
-                n_next += 1
+            s, n_next = _candidate(node, slot, nxt, nxt_pb, nxt_pnb, n_next)
             nxt_pb[s] = _logaddexp(nxt_pb[s], total + lp[0])
             last = token[node]
             if last > 0:  # repeated token without blank collapses into the same prefix
@@ -242,12 +249,7 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
                 if gain > entry[child]:  # the token's time: its most likely entry frame
                     entry[child] = gain
                     frame[child] = t
-                s = slot[child]
-                if s < 0:
-                    s = n_next
-                    slot[child] = s
-                    nxt[s], nxt_pb[s], nxt_pnb[s] = child, NEG_INF, NEG_INF
-                    n_next += 1
+                s, n_next = _candidate(child, slot, nxt, nxt_pb, nxt_pnb, n_next)
                 nxt_pnb[s] = _logaddexp(nxt_pnb[s], gain)
         # prune to the beam by acoustic + LM score
         scores = np.empty(n_next)
