@@ -116,7 +116,7 @@ def add_train(commands) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     from speechrnn.scoring import read_texts, score
 
-    report = score(read_texts(args.ref), read_texts(args.hyp))
+    report = score(read_texts(args.ref), read_texts(args.hyp), alignment=args.alignment)
     if args.json:
         print(json.dumps(report.summary(), indent=1))
     else:
@@ -130,6 +130,8 @@ def add_score(commands) -> None:
     parser.add_argument("--hyp", type=Path, required=True, help="trn or JSON lines (id, text)")
     parser.add_argument("--json", action="store_true", help="machine-readable summary")
     parser.add_argument("--alignments", action="store_true", help="print REF/HYP alignments")
+    parser.add_argument("--alignment", default="jiwer", choices=["jiwer", "sclite"],
+                        help="jiwer's unit costs, or sclite's weights (S/D/I as NIST sclite)")
     parser.set_defaults(handler=cmd_score)
 
 

@@ -191,9 +191,50 @@ def _word_alignment(output, ref: list[str], hyp: list[str]) -> list[tuple[str, s
     return pairs
 
 
+def sclite_alignment(ref: list[str], hyp: list[str]) -> list[tuple[str, str, str]]:
+    """Word alignment with NIST sclite's default costs (substitution 4, insertion and
+    deletion 3), which can split errors differently from jiwer's unit costs.
+
+    Hand-written because jiwer and rapidfuzz only align with unit costs; the total error
+    count it yields is sclite's, so reports in this mode match sclite's S/D/I exactly.
+    """
+    rows, cols = len(ref) + 1, len(hyp) + 1
+    cost = [[0] * cols for _ in range(rows)]
+    for i in range(1, rows):
+        cost[i][0] = 3 * i
+    for j in range(1, cols):
+        cost[0][j] = 3 * j
+    for i in range(1, rows):
+        for j in range(1, cols):
+            diagonal = cost[i - 1][j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 4)
+            cost[i][j] = min(diagonal, cost[i - 1][j] + 3, cost[i][j - 1] + 3)
+    pairs = []
+    i, j = len(ref), len(hyp)
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 4):
+            pairs.append((ref[i - 1], hyp[j - 1], "C" if ref[i - 1] == hyp[j - 1] else "S"))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 3:
+            pairs.append((ref[i - 1], "", "D"))
+            i -= 1
+        else:
+            pairs.append(("", hyp[j - 1], "I"))
+            j -= 1
+    return pairs[::-1]
+
+
+def _alignment_counts(pairs: list[tuple[str, str, str]]) -> Counts:
+    ops = Counter(op for _, _, op in pairs)
+    return Counts(ops["C"] + ops["S"] + ops["D"], ops["S"], ops["D"], ops["I"])
+
+
 def score(references: dict[str, str], hypotheses: dict[str, str],
-          speakers: dict[str, str] | None = None, case: str = "lower") -> Report:
-    """Align every utterance with jiwer and build the report."""
+          speakers: dict[str, str] | None = None, case: str = "lower",
+          alignment: str = "jiwer") -> Report:
+    """Align every utterance and build the report. ``alignment`` is "jiwer" (unit costs) or
+    "sclite" (sclite's weighted costs, for S/D/I totals identical to NIST sclite's)."""
+    if alignment not in ("jiwer", "sclite"):
+        raise ValueError(f"alignment must be jiwer or sclite, not {alignment!r}")
     report = Report([])
     report.missing = sorted(set(references) - set(hypotheses))
     report.extra = sorted(set(hypotheses) - set(references))
@@ -204,12 +245,17 @@ def score(references: dict[str, str], hypotheses: dict[str, str],
             report.empty_references.append(utt_id)
             report.empty_reference_insertions += len(hyp.split())
             continue
-        words = jiwer.process_words(ref, hyp)
         chars = jiwer.process_characters(ref, hyp)
+        if alignment == "sclite":
+            pairs = sclite_alignment(ref.split(), hyp.split())
+            word_counts = _alignment_counts(pairs)
+        else:
+            words = jiwer.process_words(ref, hyp)
+            pairs = _word_alignment(words, ref.split(), hyp.split())
+            word_counts = _counts(words)
         speaker = (speakers or {}).get(utt_id, _speaker_from_id(utt_id))
-        report.utterances.append(Utterance(
-            utt_id, speaker, ref, hyp, _counts(words), _counts(chars),
-            _word_alignment(words, ref.split(), hyp.split())))
+        report.utterances.append(Utterance(utt_id, speaker, ref, hyp, word_counts,
+                                           _counts(chars), pairs))
     return report
 
 
