@@ -199,3 +199,30 @@ def test_nbest_is_sorted_and_distinct():
     assert scores == sorted(scores, reverse=True) and len(hypotheses) == 5
     assert len({tuple(h.tokens) for h in hypotheses}) == 5
     assert np.isfinite(scores).all()
+
+
+def test_flashlight_backend_shares_the_interface(data_dir):
+    pytest.importorskip("flashlight.lib.text")
+    from speechrnn.decoding.backends import FlashlightDecoder
+
+    bench = data_dir.parent / "bench"
+    data = np.load(bench / "so762_test_logprobs.npz")
+    refs = __import__("json").loads((bench / "so762_test_refs.json").read_text())
+    tokenizer = CharTokenizer(["<blank>", " ", "'", *"abcdefghijklmnopqrstuvwxyz"])
+    arpa = bench / "so762_train_3gram.arpa.gz"
+    words = sorted(ArpaLM.load(arpa).vocabulary - {"<s>", "</s>"})
+    ids = list(data.keys())[:40]
+    ours = BeamSearchDecoder(tokenizer, ArpaLM.load(arpa), beam=16)
+    theirs = FlashlightDecoder(tokenizer, arpa, lexicon=words, beam=16)
+    from speechrnn.scoring import error_rates
+
+    hyps_theirs = []
+    for key in ids:
+        best = theirs.decode(torch.from_numpy(data[key]))[0]
+        assert all(w.upper() in words for w in best.text.split())  # lexicon-constrained
+        assert [w.text for w in best.words] == best.text.lower().split()
+        hyps_theirs.append(best.text)
+    hyps_ours = [ours.decode(data[key])[0].text for key in ids]
+    references = [refs[k] for k in ids]
+    assert abs(error_rates(references, hyps_theirs)[0] - error_rates(references, hyps_ours)[0]) \
+        < 0.15
