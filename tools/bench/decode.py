@@ -80,10 +80,32 @@ def run_flashlight(data, ids, arpa: Path, words: list[str], beam: int, alpha: fl
     return time.perf_counter() - start, texts
 
 
+def dump_log_probs(model: str, manifest: Path, out: Path) -> Path:
+    """Our model's CTC log-probs of every utterance in ``manifest``, as an npz by id."""
+    from speechrnn import audio
+    from speechrnn.data.manifest import read_manifest
+    from speechrnn.transcriber import Transcriber
+
+    transcriber = Transcriber(model, lm=None, beam=1)
+    entries = read_manifest(manifest)
+    arrays = {}
+    for start in range(0, len(entries), 32):
+        chunk = entries[start : start + 32]
+        log_probs, lengths = transcriber.log_probs(
+            [audio.load(e.audio, transcriber.sample_rate) for e in chunk])
+        for i, entry in enumerate(chunk):
+            arrays[entry.id] = log_probs[i, : int(lengths[i])].numpy()
+    np.savez(out, **arrays)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench", type=Path, default=Path("../shared/bench"))
     parser.add_argument("--logprobs", type=Path, help="npz of (T, 29) log-probs (default: bench)")
+    parser.add_argument("--model", help="compute the log-probs with this speechrnn model "
+                        "(same 29 tokens) on --manifest instead, saved to --logprobs")
+    parser.add_argument("--manifest", type=Path, help="utterances for --model")
     parser.add_argument("--refs", type=Path, help="JSON id → text (default: bench)")
     parser.add_argument("--arpa", type=Path, help="ARPA LM (default: bench trigram)")
     parser.add_argument("--beams", type=int, nargs="+", default=[16, 32, 64])
@@ -95,6 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     npz = args.logprobs or args.bench / "so762_test_logprobs.npz"
+    if args.model:
+        npz = dump_log_probs(args.model, args.manifest, args.logprobs or Path("logprobs.npz"))
     arpa = args.arpa or args.bench / "so762_train_3gram.arpa.gz"
     refs = json.loads((args.refs or args.bench / "so762_test_refs.json").read_text())
     data = np.load(npz)
