@@ -7,7 +7,6 @@ Long recordings are cut at the quietest point near each ``max_segment`` boundary
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -166,9 +165,3 @@ def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
     segments.append((start, total))
     return segments
 
-
-def timed(function, *args):
-    """(result, seconds) of one call."""
-    started = time.perf_counter()
-    result = function(*args)
-    return result, time.perf_counter() - started
