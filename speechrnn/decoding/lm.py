@@ -174,14 +174,6 @@ class KenLMAdapter:
         return [s[0] for s in self.model.full_scores(" ".join(words), bos=bos, eos=eos)]
 
 
-def load_lm(path: str | Path, backend: str = "auto"):
-    """An LM from ``path``: our ARPA reader, or KenLM (``backend="kenlm"``, or a binary)."""
-    path = Path(path)
-    if backend == "kenlm" or (backend == "auto" and path.suffix in (".bin", ".binary")):
-        return KenLMAdapter(path)
-    return ArpaLM.load(path)
-
-
 # -- building -----------------------------------------------------------------------------
 
 
