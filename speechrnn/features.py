@@ -290,12 +290,14 @@ class GlobalCMVN(nn.Module):
         self.register_buffer("std", std.float().clamp(min=1e-5), persistent=False)
         self.count = count
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., F) → (..., F)."""
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(..., F) → (..., F); ``lengths`` is accepted for interface parity and unused."""
         return (features - self.mean) / self.std
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
+        return {"mode": "global", "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "count": self.count}
 
     @classmethod
     def from_dict(cls, data: dict) -> GlobalCMVN:
@@ -307,6 +309,32 @@ class GlobalCMVN(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> GlobalCMVN:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class UtteranceCMVN(nn.Module):
+    """Normalise every utterance by its own mean and deviation (padding ignored): robust to
+    channel and speaker differences, no corpus statistics needed."""
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(B, T, F) + (B,) frame counts → (B, T, F); a (T, F) input is one utterance."""
+        if features.dim() == 2:
+            return utterance_cmvn(features[None], torch.tensor([features.shape[0]]))[0]
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[1])
+        return utterance_cmvn(features, lengths.to(features.device))
+
+    def to_dict(self) -> dict:
+        return {"mode": "utterance"}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+
+def load_cmvn(path: str | Path) -> GlobalCMVN | UtteranceCMVN:
+    """The normaliser described by a cmvn.json (global statistics or per-utterance mode)."""
+    data = json.loads(Path(path).read_text())
+    return UtteranceCMVN() if data.get("mode") == "utterance" else GlobalCMVN.from_dict(data)
 
 
 class CMVNAccumulator:
@@ -348,7 +376,8 @@ def compute_cmvn(waveforms: Iterable[torch.Tensor], extractor: nn.Module) -> Glo
 
 def utterance_cmvn(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Normalise each utterance by its own statistics, ignoring padded frames. (B, T, F)."""
-    mask = (torch.arange(features.shape[1]) < lengths.unsqueeze(1)).to(features)
+    steps = torch.arange(features.shape[1], device=features.device)
+    mask = (steps < lengths.to(features.device).unsqueeze(1)).to(features)
     mask = mask.unsqueeze(-1)
     counts = mask.sum(1, keepdim=True).clamp(min=1)
     mean = (features * mask).sum(1, keepdim=True) / counts

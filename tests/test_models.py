@@ -78,3 +78,27 @@ def test_frozen_format_version_1_checkpoint_still_loads_and_gives_the_same_outpu
     expected = torch.tensor(json.loads((folder / "expected.json").read_text())["log_probs"])
     assert torch.allclose(log_probs[0], expected, atol=1e-5)
     assert checkpoint.tokenizer.decode([2, 1, 3]) == "a b"
+
+
+def test_utterance_cmvn_keeps_padding_invariance_and_round_trips(tmp_path):
+    from speechrnn.features import FeatureConfig, UtteranceCMVN
+    from speechrnn.text import CharTokenizer
+    from speechrnn.training import load_checkpoint
+    from speechrnn.training.checkpoint import save_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_dim=20, vocab_size=5, hidden=16, layers=1)).eval()
+    model.cmvn = UtteranceCMVN()
+    lengths = torch.tensor([50, 21])
+    utterances = [5 + 3 * torch.randn(int(n), 20) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(utterances, batch_first=True)
+    with torch.no_grad():
+        out, out_lengths = model(padded, lengths)
+        alone, _ = model(utterances[1][None], lengths[1:])
+    assert torch.allclose(out[1, : out_lengths[1]], alone[0], atol=1e-5)
+    save_model(tmp_path, model, FeatureConfig(n_mels=20), CharTokenizer.build(["abc"]),
+               model.cmvn)
+    restored = load_checkpoint(tmp_path).model
+    assert isinstance(restored.cmvn, UtteranceCMVN)
+    with torch.no_grad():
+        assert torch.allclose(restored(padded, lengths)[0], out, atol=1e-6)

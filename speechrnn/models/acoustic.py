@@ -155,9 +155,9 @@ class AcousticModel(nn.Module):
         if config.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {config.cell!r}")
         self.config = config
-        # Feature normalisation (a GlobalCMVN, set by training or checkpoint loading); its
-        # statistics live in cmvn.json, not in the weights.
-        self.cmvn: nn.Module = nn.Identity()
+        # Feature normalisation (GlobalCMVN or UtteranceCMVN, set by training or checkpoint
+        # loading); its statistics live in cmvn.json, not in the weights.
+        self.cmvn: nn.Module | None = None
         if config.subsampling == "stack":
             self.frontend = FrameStacking(config.input_dim, config.stack)
         elif config.subsampling == "conv2d":
@@ -196,7 +196,9 @@ class AcousticModel(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
                                                                                torch.Tensor]:
         lengths = lengths.cpu()
-        x = _mask(self.cmvn(features), lengths)
+        if self.cmvn is not None:
+            features = self.cmvn(features, lengths)
+        x = _mask(features, lengths)
         if self.frontend is not None:
             x, lengths = self.frontend(x, lengths)
         lengths = lengths.clamp(min=1)

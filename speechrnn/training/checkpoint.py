@@ -5,7 +5,7 @@ Layout of a model checkpoint (what inference needs)::
     config.json        {"format_version", "model", "features", "metrics", ...}
     model.safetensors  weights
     tokenizer.json     the tokenizer (speechrnn.text)
-    cmvn.json          global mean/std of the features
+    cmvn.json          global mean/std of the features (or {"mode": "utterance"})
 
 A resumable training checkpoint adds ``trainer.safetensors`` (optimiser tensors, RNG states)
 and ``trainer.json`` (everything else: step, epoch, sampler position, scheduler).
@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from speechrnn.features import FeatureConfig, GlobalCMVN, build_features
+from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
 from speechrnn.text import Tokenizer, save_tokenizer, tokenizer_from_dict
 
@@ -55,7 +55,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def save_model(directory: Path, model: AcousticModel, feature_config: FeatureConfig,
-               tokenizer: Tokenizer, cmvn: GlobalCMVN, metrics: dict | None = None,
+               tokenizer: Tokenizer, cmvn: GlobalCMVN | UtteranceCMVN,
+               metrics: dict | None = None,
                extra: dict | None = None) -> None:
     """Write the inference part of a checkpoint into ``directory`` (which must exist)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -130,7 +131,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     try:
         tokenizer = tokenizer_from_dict(
             json.loads((path / "tokenizer.json").read_text(encoding="utf-8")))
-        cmvn = GlobalCMVN.load(path / "cmvn.json")
+        cmvn = load_cmvn(path / "cmvn.json")
         state = load_file(str(path / "model.safetensors"))
         model = AcousticModel(ModelConfig(**config["model"]))
         model.load_state_dict(state)

@@ -75,6 +75,7 @@ class TrainConfig:
     keep_best: int = 3
     early_stop: int = 0  # epochs without dev improvement before stopping (0: never)
     log_every: int = 20
+    cmvn: str = "global"  # global (corpus statistics) | utterance (per-utterance)
     cmvn_utterances: int = 2000  # utterances used for global CMVN statistics
     detect_anomaly: bool = False  # torch.autograd anomaly checks (slow; debugging only)
     progress: bool = True

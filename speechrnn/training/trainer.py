@@ -33,7 +33,13 @@ from speechrnn.data.dataset import ASRDataset, Batch, collate
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
 from speechrnn.decoding.greedy import greedy_ids
-from speechrnn.features import CMVNAccumulator, GlobalCMVN, build_features
+from speechrnn.features import (
+    CMVNAccumulator,
+    GlobalCMVN,
+    UtteranceCMVN,
+    build_features,
+    load_cmvn,
+)
 from speechrnn.models.acoustic import AcousticModel
 from speechrnn.scoring import error_rates
 from speechrnn.text import BPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_dict
@@ -189,12 +195,17 @@ class Trainer:
             saved.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False))
         return tokenizer
 
-    def _cmvn(self, resume: bool) -> GlobalCMVN:
-        """Global CMVN from up to ``cmvn_utterances`` training utterances (computed once, saved
-        in the output folder; every rank computes the same statistics deterministically)."""
+    def _cmvn(self, resume: bool) -> GlobalCMVN | UtteranceCMVN:
+        """Per-utterance normalisation, or global CMVN from up to ``cmvn_utterances`` training
+        utterances (computed once, saved in the output folder; every rank computes the same
+        statistics deterministically)."""
+        if self.config.cmvn == "utterance":
+            return UtteranceCMVN()
+        if self.config.cmvn != "global":
+            raise ValueError(f"cmvn must be global or utterance, not {self.config.cmvn!r}")
         saved = self.outdir / "cmvn.json"
         if saved.exists():
-            return GlobalCMVN.load(saved)
+            return load_cmvn(saved)
         from speechrnn import audio
 
         accumulator = CMVNAccumulator()
