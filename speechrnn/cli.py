@@ -154,6 +154,7 @@ def add_decoding_options(parser: argparse.ArgumentParser, lm_default: str) -> No
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from speechrnn.data.dataset import load_entry
     from speechrnn.data.manifest import read_manifest
     from speechrnn.scoring import score, write_trn
 
@@ -173,8 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for entry in tqdm(entries, desc="decoding", unit="utt", disable=not sys.stderr.isatty()):
             try:
                 started = time.perf_counter()
-                waveform = audio.load(entry.audio, transcriber.sample_rate, entry.offset,
-                                      entry.duration if entry.offset else None)
+                waveform = load_entry(entry, transcriber.sample_rate)
                 result = transcriber.transcribe_waveform(waveform)
                 compute_seconds += time.perf_counter() - started
             except audio.AudioError as error:
@@ -343,27 +343,13 @@ def add_lm(commands) -> None:
 
 
 def cmd_cmvn(args: argparse.Namespace) -> int:
-    from speechrnn import audio
+    from speechrnn.data.dataset import manifest_cmvn
     from speechrnn.data.manifest import read_manifest
-    from speechrnn.features import compute_cmvn
     from speechrnn.training.config import load_config
 
     features = load_config(args.config, args.set or []).features
-    entries = read_manifest(args.manifest)
-    step = max(1, len(entries) // args.max_utterances)
-
-    def waveforms():
-        for entry in entries[::step]:
-            try:
-                yield audio.load(entry.audio, features.sample_rate, entry.offset,
-                                 entry.duration if entry.offset else None)
-            except audio.AudioError as error:
-                print(f"skipped {error}", file=sys.stderr)
-
-    from speechrnn.features import build_features
-
     ensure_writable_dir(args.out.parent)
-    cmvn = compute_cmvn(waveforms(), build_features(features))
+    cmvn = manifest_cmvn(read_manifest(args.manifest), features, args.max_utterances)
     cmvn.save(args.out)
     print(f"wrote {args.out}: {cmvn.count} frames")
     return EXIT_OK

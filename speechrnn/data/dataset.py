@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from speechrnn import audio
 from speechrnn.data.manifest import Entry
+from speechrnn.features import FeatureConfig, GlobalCMVN, build_features, compute_cmvn
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,32 @@ class Batch:
 
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def load_entry(entry: Entry, sample_rate: int) -> torch.Tensor:
+    """The waveform of one manifest entry (its segment when it has an offset)."""
+    return audio.load(entry.audio, sample_rate, entry.offset,
+                      entry.duration if entry.offset else None)
+
+
+def manifest_cmvn(entries: Sequence[Entry], config: FeatureConfig,
+                  max_utterances: int = 2000) -> GlobalCMVN:
+    """Global CMVN over up to ``max_utterances`` evenly spaced entries, one in memory at a
+    time; unreadable or shorter-than-a-frame audio is reported and skipped."""
+    extractor = build_features(config)
+    step = max(1, len(entries) // max_utterances)
+
+    def waveforms():
+        for entry in entries[::step]:
+            try:
+                waveform = load_entry(entry, config.sample_rate)
+            except audio.AudioError as error:
+                log.warning("CMVN: skipping %s", error)
+                continue
+            if waveform.numel() >= extractor.analysis.win_length:
+                yield waveform
+
+    return compute_cmvn(waveforms(), extractor)
 
 
 class ASRDataset(Dataset):
@@ -93,8 +120,7 @@ class ASRDataset(Dataset):
     def __getitem__(self, index: int) -> Example | None:
         entry = self.entries[index]
         try:
-            waveform = audio.load(entry.audio, self.sample_rate, entry.offset,
-                                  entry.duration if entry.offset else None)
+            waveform = load_entry(entry, self.sample_rate)
         except audio.AudioError as error:
             log.warning("skipping %s: %s", entry.id, error)
             return None

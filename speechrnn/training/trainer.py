@@ -29,17 +29,11 @@ import yaml
 from torch.utils.data import DataLoader
 
 from speechrnn.augment import AddNoise, SpecAugment, SpeedPerturb
-from speechrnn.data.dataset import ASRDataset, Batch, collate
+from speechrnn.data.dataset import ASRDataset, Batch, collate, manifest_cmvn
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
 from speechrnn.decoding.greedy import greedy_ids
-from speechrnn.features import (
-    CMVNAccumulator,
-    GlobalCMVN,
-    UtteranceCMVN,
-    build_features,
-    load_cmvn,
-)
+from speechrnn.features import GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
 from speechrnn.models.acoustic import AcousticModel
 from speechrnn.scoring import error_rates
 from speechrnn.text import BPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_dict
@@ -206,22 +200,8 @@ class Trainer:
         saved = self.outdir / "cmvn.json"
         if saved.exists():
             return load_cmvn(saved)
-        from speechrnn import audio
-
-        accumulator = CMVNAccumulator()
-        extractor = build_features(self.config.features).eval()
-        step = max(1, len(self.train_entries) // self.config.cmvn_utterances)
-        with torch.no_grad():
-            for entry in self.train_entries[::step]:
-                try:
-                    waveform = audio.load(entry.audio, self.config.features.sample_rate,
-                                          entry.offset, entry.duration if entry.offset else None)
-                except audio.AudioError as error:
-                    log.warning("CMVN: skipping %s", error)
-                    continue
-                if waveform.numel() >= extractor.analysis.win_length:
-                    accumulator.add(extractor(waveform)[0])
-        cmvn = accumulator.result()
+        cmvn = manifest_cmvn(self.train_entries, self.config.features,
+                             self.config.cmvn_utterances)
         if self.rank == 0:
             cmvn.save(saved)
         return cmvn
