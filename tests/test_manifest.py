@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,20 @@ def test_roundtrip_with_relative_paths(tmp_path):
     assert lines[1]["audio"] == "/elsewhere/b.wav" and lines[1]["offset"] == 3.0
     assert read_manifest(tmp_path / "m.jsonl") == entries
 
+
+
+def test_manifest_read_by_relative_path_can_be_rewritten_elsewhere(tmp_path, monkeypatch):
+    """Combining manifests from different folders (e.g. two corpora) keeps paths valid."""
+    (tmp_path / "corpus" / "wav").mkdir(parents=True)
+    (tmp_path / "corpus" / "wav" / "a.wav").write_bytes(b"x")
+    write_manifest(tmp_path / "corpus" / "m.jsonl",
+                   [Entry("a", str(tmp_path / "corpus" / "wav" / "a.wav"), 1.0, "hi", "s")])
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    entries = read_manifest("../corpus/m.jsonl")
+    assert Path(entries[0].audio).is_absolute() and Path(entries[0].audio).exists()
+    write_manifest("combined.jsonl", entries)
+    assert Path(read_manifest("combined.jsonl")[0].audio).exists()
 
 @pytest.mark.parametrize("line,reason", [
     ("{not json", "invalid JSON"),

@@ -94,7 +94,7 @@ def read_manifest(path: str | Path, check_audio: bool = False) -> list[Entry]:
         raw = path.read_bytes()
     except OSError as error:
         raise ManifestError(path, None, f"cannot read manifest ({error.strerror})") from None
-    base = path.parent
+    base = path.parent.resolve()  # entries carry absolute paths, whatever the cwd
     entries: list[Entry] = []
     seen: dict[str, int] = {}
     for number, line_bytes in enumerate(raw.splitlines(), start=1):
