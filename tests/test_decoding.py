@@ -156,6 +156,34 @@ def test_lm_fusion_and_lexicon_mode():
     assert lexicon.decode(log_probs)[0].text == "hello markus"
 
 
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_out_of_vocabulary_prefix_is_penalised_before_the_word_ends(lookahead):
+    """With one hypothesis kept per frame, only an early penalty on "marc" (no LM word starts
+    so) can steer the search to "markus"; a penalty at the word end would come too late."""
+    tokenizer = CharTokenizer(["<blank>", " ", *"abcdehklmnorstuy"])
+    lm = build_lm([["hello", "markus"], ["hello", "world"]] * 5, order=2)
+    log_probs = _spell("hello marcus", tokenizer, {9: {"k": -0.9, "c": -0.6}})
+    decoder = BeamSearchDecoder(tokenizer, lm, beam=1, alpha=0.1, beta=0.0,
+                                lookahead=lookahead)
+    assert decoder.decode(log_probs)[0].text == "hello markus"
+    no_penalty = BeamSearchDecoder(tokenizer, lm, beam=1, alpha=0.1, beta=0.0,
+                                   oov_penalty=0.0, oov_char_penalty=0.0, lookahead=lookahead)
+    assert no_penalty.decode(log_probs)[0].text == "hello marcus"
+
+
+def test_unknown_word_does_not_swallow_a_known_one():
+    """An unknown word pays its <unk> score once however long it is, so without a cost per
+    unknown character the search glues a known word onto it ("zqhello")."""
+    tokenizer = CharTokenizer(["<blank>", " ", *"dehlorwqz"])
+    lm = build_lm([["hello", "world"], ["world", "hello"]] * 5, order=2)
+    log_probs = _spell("zq hello", tokenizer, {2: {" ": -3.0, "<blank>": -0.1}})
+    options = dict(beam=8, alpha=1.0, beta=1.0)
+    glued = BeamSearchDecoder(tokenizer, lm, oov_char_penalty=0.0, **options)
+    assert glued.decode(log_probs)[0].text == "zqhello"
+    split = BeamSearchDecoder(tokenizer, lm, **options).decode(log_probs)[0].text
+    assert split.split()[-1] == "hello"
+
 def test_word_times_agree_with_forced_alignment(prepared, yesno_model):
     model_dir, _ = yesno_model
     checkpoint = load_checkpoint(model_dir)

@@ -2,6 +2,7 @@
 """Decoder speed and WER on the same CTC log-probabilities and the same ARPA LM, in one run:
 speechrnn's beam search, pyctcdecode 0.5 + kenlm (in its own venv: it needs numpy<2), and
 torchaudio's flashlight ``ctc_decoder`` (lexicon from the LM vocabulary), at several beams.
+Ours runs twice: with its defaults, and with the unigram look-ahead (``speechrnn+la``).
 
     python tools/bench/decode.py --bench ../shared/bench [--beams 16 32 64] [--limit N]
 
@@ -12,6 +13,7 @@ Inputs default to ../shared/bench (real BiLSTM-CTC log-probs of speechocean762 t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -130,13 +132,16 @@ def main() -> None:
     greedy = [tokenizer.decode(greedy_ids(torch.from_numpy(data[i])[None],
                                           torch.tensor([len(data[i])]))[0]) for i in ids]
     rows.append(("greedy", "-", 0.0, error_rates(references, greedy)[0]))
-    for beam in args.beams:
-        decoder = BeamSearchDecoder(tokenizer, lm, beam=beam, alpha=args.alpha, beta=args.beta)
-        decoder.decode(data[ids[0]])  # compile / warm up
-        start = time.perf_counter()
-        texts = [decoder.decode(data[i])[0].text for i in ids]
-        rows.append(("speechrnn", beam, (time.perf_counter() - start) / len(ids),
-                     error_rates(references, texts)[0]))
+    ours = {"speechrnn": False, "speechrnn+la": True}  # default, and with unigram look-ahead
+    for name, lookahead in ours.items():
+        for beam in args.beams:
+            decoder = BeamSearchDecoder(tokenizer, lm, beam=beam, alpha=args.alpha,
+                                        beta=args.beta, lookahead=lookahead)
+            decoder.decode(data[ids[0]])  # compile / warm up
+            start = time.perf_counter()
+            texts = [decoder.decode(data[i])[0].text for i in ids]
+            rows.append((name, beam, (time.perf_counter() - start) / len(ids),
+                         error_rates(references, texts)[0]))
     if not args.skip_peers:
         python = pyctcdecode_python(args.venv)
         words = sorted(w for (w,) in lm.ngrams[1] if w not in ("<s>", "</s>", "<unk>"))
@@ -158,13 +163,13 @@ def main() -> None:
     for name, beam, seconds, wer in rows:
         print(f"{name:12s} {beam!s:>5s} {1000 * seconds:8.2f} {100 * wer:7.2f}")
     timing = {(n, b): (s, w) for n, b, s, w in rows}
-    for beam in args.beams:
-        ours = timing[("speechrnn", beam)]
+    for name, beam in itertools.product(ours, args.beams):
+        mine = timing[(name, beam)]
         for peer in ("pyctcdecode", "flashlight"):
             if (peer, beam) in timing:
                 theirs = timing[(peer, beam)]
-                print(f"beam {beam}: speechrnn is {theirs[0] / ours[0]:.2f}x the speed of "
-                      f"{peer} (WER {100 * ours[1]:.2f}% vs {100 * theirs[1]:.2f}%)")
+                print(f"beam {beam}: {name} is {theirs[0] / mine[0]:.2f}x the speed of "
+                      f"{peer} (WER {100 * mine[1]:.2f}% vs {100 * theirs[1]:.2f}%)")
     sys.stdout.flush()
 
 
