@@ -67,6 +67,28 @@ def test_every_cell_and_direction_learns(prepared, tmp_path, cell, bidirectional
     assert last <= 0.5 * first, (cell, bidirectional, first, last)
 
 
+
+def test_fine_tuning_starts_from_the_checkpoint(prepared, yesno_model, tmp_path):
+    """init_from: the checkpoint's shape, features, tokenizer and CMVN replace the config's
+    (here deliberately different), and training starts from its weights."""
+    model_dir, _ = yesno_model
+    reference = load_checkpoint(model_dir)
+    config = yesno_config(prepared, f"init_from={model_dir}", "model.hidden=32",
+                          "features.n_mels=80", "max_steps=3", "optim.lr=1e-4",
+                          "optim.schedule=constant")
+    trainer = Trainer(config, tmp_path / "finetune")
+    assert trainer.config.model.hidden == 64 and trainer.features.dim == 40
+    assert trainer.tokenizer.symbols == reference.tokenizer.symbols
+    assert torch.equal(trainer.model.cmvn.mean, reference.model.cmvn.mean)
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+    trainer.fit()
+    scratch = Trainer(yesno_config(prepared, "max_steps=3"), tmp_path / "scratch")
+    scratch.fit()
+    def first_loss(outdir):
+        return float((outdir / "train.csv").read_text().splitlines()[1].split(",")[2])
+    assert first_loss(tmp_path / "finetune") < 0.1 * first_loss(tmp_path / "scratch")
+
 def test_ctc_loss_equals_direct_computation_and_skips_bad_targets(prepared, tmp_path):
     trainer = Trainer(yesno_config(prepared), tmp_path)
     batch = collate([trainer.train_set[i] for i in range(4)])

@@ -64,6 +64,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     preset: str | None = None  # eesen | ds2: fills model fields not set explicitly
+    # Fine-tuning: start from this checkpoint folder (or bundled model name); its model shape,
+    # features, tokenizer and CMVN replace the config's, its weights the random initialisation.
+    init_from: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimiser steps (tests, resume demos)

@@ -33,8 +33,8 @@ from speechrnn.data.dataset import ASRDataset, Batch, collate, manifest_cmvn
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
 from speechrnn.decoding.greedy import greedy_ids
-from speechrnn.features import GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
-from speechrnn.models.acoustic import AcousticModel
+from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
+from speechrnn.models.acoustic import AcousticModel, ModelConfig
 from speechrnn.scoring import error_rates
 from speechrnn.text import BPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_dict
 from speechrnn.training import checkpoint as ckpt
@@ -103,12 +103,15 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.train_entries = self._read(config.data.train, "train")
         self.dev_entries = self._read(config.data.dev, "dev") if config.data.dev else []
+        initial = self._initial_checkpoint()
         self.features = build_features(config.features)
-        self.tokenizer = self._tokenizer(resume)
+        self.tokenizer = self._tokenizer(resume, initial)
         config.model.input_dim = self.features.dim
         config.model.vocab_size = len(self.tokenizer)
         self.model = AcousticModel(config.model)
-        self.model.cmvn = self._cmvn(resume)
+        self.model.cmvn = self._cmvn(resume, initial)
+        if initial is not None and not resume:  # a resumed run restores its own weights
+            self.model.load_state_dict(initial.model.state_dict())
         self.model.to(self.device)
         self.features.to(self.device)
         self.ddp_model = self.model
@@ -172,7 +175,19 @@ class Trainer:
     def _frames(self, seconds: float) -> int:
         return max(1, int(seconds / self.features.frame_shift))
 
-    def _tokenizer(self, resume: bool) -> Tokenizer:
+    def _initial_checkpoint(self) -> ckpt.Checkpoint | None:
+        """The checkpoint named by ``init_from``; its model shape and features replace the
+        config's so the weights fit."""
+        if not self.config.init_from:
+            return None
+        from speechrnn.transcriber import resolve_model  # bundled names as well as folders
+
+        initial = ckpt.load_checkpoint(resolve_model(self.config.init_from))
+        self.config.model = ModelConfig(**initial.config["model"])
+        self.config.features = FeatureConfig(**initial.config["features"])
+        return initial
+
+    def _tokenizer(self, resume: bool, initial: ckpt.Checkpoint | None) -> Tokenizer:
         saved = self.outdir / "tokenizer.json"
         if saved.exists():
             return tokenizer_from_dict(json.loads(saved.read_text()))
@@ -180,7 +195,9 @@ class Trainer:
             raise ckpt.CheckpointError(f"{saved} missing: nothing to resume in {self.outdir}")
         options = self.config.tokenizer
         texts = [e.text for e in self.train_entries]
-        if options.kind == "bpe":
+        if initial is not None:
+            tokenizer = initial.tokenizer
+        elif options.kind == "bpe":
             tokenizer = BPETokenizer.build(texts, options.vocab_size, options.case)
         else:
             tokenizer = CharTokenizer.build(texts, options.oov, options.case)
@@ -189,10 +206,13 @@ class Trainer:
             saved.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False))
         return tokenizer
 
-    def _cmvn(self, resume: bool) -> GlobalCMVN | UtteranceCMVN:
+    def _cmvn(self, resume: bool, initial: ckpt.Checkpoint | None
+              ) -> GlobalCMVN | UtteranceCMVN:
         """Per-utterance normalisation, or global CMVN from up to ``cmvn_utterances`` training
         utterances (computed once, saved in the output folder; every rank computes the same
-        statistics deterministically)."""
+        statistics deterministically). A fine-tuned model keeps its checkpoint's."""
+        if initial is not None:
+            return initial.model.cmvn
         if self.config.cmvn == "utterance":
             return UtteranceCMVN()
         if self.config.cmvn != "global":
