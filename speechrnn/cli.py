@@ -222,6 +222,22 @@ def _expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
+def _transcribe_streaming(transcriber, path: Path, chunk: float):
+    from speechrnn.audio import load
+
+    show = sys.stderr.isatty()
+
+    def partial(text: str) -> None:
+        if show:
+            print(f"\r{text[-120:]}", end="", file=sys.stderr, flush=True)
+
+    result = transcriber.transcribe_streaming(load(path, transcriber.sample_rate), chunk,
+                                              partial)
+    if show:
+        print(file=sys.stderr)
+    return result
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -234,12 +250,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not files:
         raise UsageError("no audio files matched the inputs")
     transcriber = _transcriber(args)
+    if args.stream:
+        try:
+            transcriber.stream()
+        except ValueError as error:
+            raise UsageError(f"--stream: {error}") from None
     suffix = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
     failures = 0
     for path in tqdm(files, desc="transcribing", unit="file",
                      disable=len(files) < 2 or not sys.stderr.isatty()):
         try:
-            result = transcriber(path)
+            result = (_transcribe_streaming(transcriber, path, args.chunk) if args.stream
+                      else transcriber(path))
         except AudioError as error:
             print(f"speechrnn transcribe: skipped {error}", file=sys.stderr)
             failures += 1
@@ -267,6 +289,11 @@ def add_transcribe(commands) -> None:
     add_decoding_options(parser, lm_default="default")
     parser.add_argument("--format", default="text", choices=FORMATS)
     parser.add_argument("--output", type=Path, help="write one file per input here")
+    parser.add_argument("--stream", action="store_true",
+                        help="feed each file in chunks through a streaming session "
+                        "(unidirectional models); partial text goes to a terminal's stderr")
+    parser.add_argument("--chunk", type=float, default=0.5, metavar="SECONDS",
+                        help="streaming chunk length (default 0.5)")
     parser.set_defaults(handler=cmd_transcribe)
 
 
@@ -365,6 +392,33 @@ def add_cmvn(commands) -> None:
     parser.set_defaults(handler=cmd_cmvn)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from speechrnn.export import ExportError, export_checkpoint
+    from speechrnn.transcriber import resolve_model
+
+    ensure_writable_dir(args.outdir)
+    try:
+        target, difference = export_checkpoint(resolve_model(args.model), args.outdir,
+                                               args.format, args.quantize)
+    except (ExportError, ImportError) as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {target}: log-probabilities within {difference:.1e} of PyTorch "
+          "(checked on a batch of another length)")
+    return EXIT_OK
+
+
+def add_export(commands) -> None:
+    parser = commands.add_parser(
+        "export", help="model → ONNX or TorchScript (log-probs from features, CMVN included)")
+    parser.add_argument("outdir", type=Path, help="folder for the model file, config, "
+                        "tokenizer and CMVN")
+    parser.add_argument("--model", help="checkpoint folder or bundled model (default: the "
+                        "bundled default)")
+    parser.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    parser.add_argument("--quantize", choices=["int8"],
+                        help="int8 dynamic quantisation of the weights (ONNX)")
+    parser.set_defaults(handler=cmd_export)
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
@@ -373,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
     adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
-                               add_lm, add_models, add_cmvn]
+                               add_export, add_lm, add_models, add_cmvn]
     for add in adders:
         add(commands)
     return parser
