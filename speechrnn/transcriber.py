@@ -3,6 +3,8 @@ length, rate and channel count.
 
 Long recordings are cut at the quietest point near each ``max_segment`` boundary (energy of
 10 ms frames), decoded as one padded batch, and the words are shifted back to file time.
+Unidirectional models can also stream (:meth:`Transcriber.stream`): audio goes in chunk by
+chunk, features and recurrent state are carried over, and partial text comes out as it grows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.greedy import GreedyDecoder
 from speechrnn.decoding.hypothesis import Word
 from speechrnn.decoding.lm import ArpaLM
+from speechrnn.models.acoustic import StreamState, check_streamable, stream_chunk
 from speechrnn.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 DEFAULT_MODEL = "en-so762-blstm"
@@ -143,6 +146,88 @@ class Transcriber:
             log_probs, out_lengths = self.checkpoint.model(features, frames)
         return log_probs.float().cpu(), out_lengths
 
+
+    def stream(self) -> StreamingSession:
+        """A streaming session (unidirectional models only; raises ValueError otherwise)."""
+        check_streamable(self.checkpoint.model)
+        return StreamingSession(self)
+
+    def transcribe_streaming(self, waveform: torch.Tensor, chunk_seconds: float = 0.5,
+                             on_partial=None) -> Transcript:
+        """Feed ``waveform`` through a streaming session in ``chunk_seconds`` pieces, calling
+        ``on_partial(text)`` after each; the result equals offline decoding of the whole
+        waveform (no pause splitting is needed: the state carries across the file)."""
+        session = self.stream()
+        step = max(1, int(chunk_seconds * self.sample_rate))
+        for start in range(0, waveform.numel(), step):
+            partial = session.accept(waveform[start : start + step])
+            if on_partial is not None:
+                on_partial(partial)
+        return session.finish()
+
+
+class StreamingSession:
+    """Chunks of audio at the model's sample rate in, partial (best-path) text out;
+    :meth:`finish` decodes everything with the transcriber's decoder (beam + LM)."""
+
+    def __init__(self, transcriber: Transcriber):
+        self.transcriber = transcriber
+        self.extractor = transcriber.checkpoint.features
+        self.samples = torch.zeros(0)
+        self.seen = 0  # samples received
+        self.state: StreamState | None = None
+        self.chunks: list[torch.Tensor] = []
+        self.best_path: list[int] = []  # collapsed best-path tokens so far (partial text)
+        self.previous = 0  # best token of the last frame (blank at the start)
+
+    def _features(self) -> torch.Tensor:
+        """Feature frames of the buffered samples that are complete; the rest waits (frames
+        overlap, so a frame's last samples may arrive with the next chunk)."""
+        analysis = self.extractor.analysis
+        frames = int(self.extractor.num_frames(torch.tensor([self.samples.numel()]))[0])
+        if frames == 0:
+            return torch.zeros(1, 0, self.extractor.dim)
+        used = (frames - 1) * analysis.hop_length + analysis.win_length
+        device = self.transcriber.device
+        features, _ = self.extractor(self.samples[None, :used].to(device),
+                                     torch.tensor([used]))
+        self.samples = self.samples[frames * analysis.hop_length :]
+        return features
+
+    def _step(self, final: bool) -> None:
+        with torch.inference_mode():
+            features = self._features()
+            log_probs, self.state = stream_chunk(self.transcriber.checkpoint.model, features,
+                                                 self.state, final)
+        self.chunks.append(log_probs[0].float().cpu())
+        blank = self.transcriber.checkpoint.tokenizer.blank_id
+        for token in self.chunks[-1].argmax(dim=-1).tolist():
+            if token != self.previous and token != blank:
+                self.best_path.append(token)
+            self.previous = token
+
+    def accept(self, chunk: torch.Tensor | np.ndarray) -> str:
+        """Add mono samples; returns the best-path text of everything so far."""
+        chunk = torch.as_tensor(np.asarray(chunk), dtype=torch.float32).reshape(-1)
+        self.samples = torch.cat([self.samples, chunk])
+        self.seen += chunk.numel()
+        self._step(final=False)
+        return self.transcriber.checkpoint.tokenizer.decode(self.best_path)
+
+    def log_probs(self) -> torch.Tensor:
+        """(T, V) log-probabilities of all output frames so far."""
+        return torch.cat(self.chunks) if self.chunks else torch.zeros(0, 0)
+
+    def finish(self) -> Transcript:
+        """Flush the held-back frames and decode the whole stream."""
+        self._step(final=True)
+        log_probs = self.log_probs()
+        duration = self.seen / self.transcriber.sample_rate
+        if len(log_probs) == 0:
+            return Transcript("", [], duration)
+        best = self.transcriber.decoder.decode(log_probs, len(log_probs))[0]
+        words = [Word(w.text, w.start, min(w.end, duration), w.confidence) for w in best.words]
+        return Transcript(best.text, words, duration)
 
 def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
                     ) -> list[tuple[int, int]]:

@@ -1,8 +1,10 @@
 """The recurrent CTC acoustic model: front-end → recurrent stack → lookahead → linear.
 
 Padding never changes an utterance's output: inputs are masked, every front-end layer
-re-masks its output, and the recurrent layers run on packed sequences. Output lengths come
-from the front-end modules' own strides and kernels (see ``output_lengths``).
+re-masks its output, and backward recurrent directions run over each sequence reversed within
+its own length. Output lengths come from the front-end modules' own strides and kernels (see
+``output_lengths``). Unidirectional models can also run chunk by chunk (``stream``) with the
+same result as on the whole utterance.
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ class FrameStacking(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, frames, dim = x.shape
-        extra = (-frames) % self.factor
-        if extra:
-            x = nn.functional.pad(x, (0, 0, 0, extra))
-        stacked = x.reshape(batch, -1, dim * self.factor)
+        # Pad by factor-1 and cut, with no branch on the length: an exported (traced) graph
+        # then works for every input length.
+        groups = (frames + self.factor - 1) // self.factor
+        x = nn.functional.pad(x, (0, 0, 0, self.factor - 1))[:, : groups * self.factor]
+        stacked = x.reshape(batch, groups, dim * self.factor)
         return stacked, self.output_lengths(lengths)
 
 
@@ -208,6 +211,66 @@ class AcousticModel(nn.Module):
             x = self.lookahead(_mask(x, lengths))
         return self.output(x).log_softmax(dim=-1), lengths
 
+
+@dataclass
+class StreamState:
+    """What a unidirectional model carries from one chunk to the next."""
+
+    pending: torch.Tensor | None = None  # normalised frames not yet a full stacking group
+    hidden: list = field(default_factory=list)  # per recurrent layer: its RNN state
+    future: torch.Tensor | None = None  # last outputs still waiting for look-ahead frames
+
+
+def check_streamable(model: AcousticModel) -> None:
+    """Raise ValueError (saying why) unless ``model`` can run chunk by chunk."""
+    config = model.config
+    if config.bidirectional:
+        raise ValueError("streaming needs a unidirectional model (bidirectional: false); "
+                         "this one reads each utterance backwards too")
+    if config.subsampling not in ("stack", "none"):
+        raise ValueError(f"streaming supports frame stacking or no subsampling, not "
+                         f"{config.subsampling!r}")
+    if model.cmvn is not None and not hasattr(model.cmvn, "mean"):
+        raise ValueError("streaming needs global CMVN; per-utterance CMVN sees the whole "
+                         "utterance")
+
+
+def stream_chunk(model: AcousticModel, features: torch.Tensor, state: StreamState | None,
+                 final: bool = False) -> tuple[torch.Tensor, StreamState]:
+    """(1, T, F) new feature frames → (1, T', V) log-probabilities of the output frames they
+    complete, and the state for the next chunk. ``final`` flushes what is held back (a partial
+    stacking group, the look-ahead's last frames) exactly as the offline forward pads the
+    end of an utterance, so the chunks' outputs joined equal ``model(features)``."""
+    if state is None:
+        check_streamable(model)
+        state = StreamState(hidden=[None] * len(model.rnns))
+    x = model.cmvn(features) if model.cmvn is not None else features
+    if isinstance(model.frontend, FrameStacking):
+        factor = model.frontend.factor
+        if state.pending is not None:
+            x = torch.cat([state.pending, x], dim=1)
+        if final:
+            x = nn.functional.pad(x, (0, 0, 0, (-x.shape[1]) % factor))
+        usable = x.shape[1] - x.shape[1] % factor
+        state.pending = x[:, usable:]
+        x = x[:, :usable].reshape(1, usable // factor, x.shape[2] * factor)
+    if x.shape[1]:
+        for index, (layer, norm) in enumerate(zip(model.rnns, model.norms, strict=True)):
+            output, state.hidden[index] = layer.forward_rnn(x, state.hidden[index])
+            x = norm(output)
+    else:  # nothing new reached the recurrent layers
+        x = x.new_zeros(1, 0, model.output.in_features)
+    if model.lookahead is not None:
+        context = model.lookahead.context
+        if state.future is not None:
+            x = torch.cat([state.future, x], dim=1)
+        if final:
+            x = nn.functional.pad(x, (0, 0, 0, context))
+        ready = max(0, x.shape[1] - context)
+        state.future = x[:, ready:]
+        x = (model.lookahead.conv(x.transpose(1, 2)).transpose(1, 2) if ready
+             else x[:, :0])
+    return model.output(x).log_softmax(dim=-1), state
 
 PRESETS: dict[str, dict] = {
     # EESEN (Miao et al. 2015): 4 × 320 BiLSTM over stacked frames; 8.85 M parameters at 80
