@@ -7,5 +7,5 @@ CORPUS=speechocean762
 DEFAULT_DATA=../../../shared/data/speechocean762
 CONFIG=${CONFIG:-blstm.yaml}
 PREPARE_OPTS=""
-LM_ORDER=3; ALPHA=1.1; BETA=3.0; BEAM=16
+LM_ORDER=3; ALPHA=1.8; BETA=6.0; BEAM=16
 source "$(dirname "$0")/../stages.sh"
