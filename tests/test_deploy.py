@@ -13,7 +13,7 @@ from speechrnn import audio
 from speechrnn.cli import main
 from speechrnn.data import read_manifest
 from speechrnn.decoding import greedy_ids
-from speechrnn.export import export_checkpoint, run_exported
+from speechrnn.export import export_checkpoint, load_exported
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, stream_chunk
 from speechrnn.training import load_checkpoint
 from speechrnn.transcriber import Transcriber
@@ -42,7 +42,7 @@ def test_export_matches_pytorch_on_real_speech(prepared, yesno_model, tmp_path, 
     features, frames, _ = _yesno_batch(prepared, checkpoint)
     with torch.no_grad():
         expected, expected_lengths = checkpoint.model(features, frames)
-    log_probs, lengths = run_exported(path, features, frames)
+    log_probs, lengths = load_exported(path)(features, frames)
     assert lengths.tolist() == expected_lengths.tolist()
     for i, length in enumerate(lengths.tolist()):
         assert np.abs(log_probs[i, :length] - expected[i, :length].numpy()).max() < 1e-4
@@ -58,7 +58,7 @@ def test_int8_export_keeps_the_transcripts(prepared, yesno_model, tmp_path):
     quantized = tmp_path / "model.int8.onnx"
     assert quantized.stat().st_size < 0.5 * (tmp_path / "model.onnx").stat().st_size
     features, frames, texts = _yesno_batch(prepared, checkpoint, count=10)
-    log_probs, lengths = run_exported(quantized, features, frames)
+    log_probs, lengths = load_exported(quantized)(features, frames)
     hypotheses = [checkpoint.tokenizer.decode(ids) for ids in
                   greedy_ids(torch.from_numpy(log_probs), torch.from_numpy(lengths))]
     assert hypotheses == texts

@@ -21,7 +21,7 @@ import torch
 from speechrnn import audio
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.greedy import greedy_ids
-from speechrnn.export import export_checkpoint, run_exported
+from speechrnn.export import export_checkpoint, load_exported
 from speechrnn.scoring import error_rates
 from speechrnn.training.checkpoint import load_checkpoint
 from speechrnn.transcriber import resolve_model
@@ -59,7 +59,7 @@ def main() -> None:
                                     ("torchscript", "torchscript", None)):
             path, _ = export_checkpoint(model_dir, Path(tmp) / name.replace(" ", "_"), fmt,
                                         quantize)
-            variants[name] = (lambda p: lambda f, n: run_exported(p, f, n))(path)
+            variants[name] = load_exported(path)
         print(f"{len(entries)} utterances ({seconds_of_audio / 60:.1f} min) of {args.manifest};"
               f" model {model_dir.name}; {args.threads} thread(s)")
         print(f"{'variant':14s} {'ms/utt':>8s} {'RTF':>8s} {'WER %':>7s} {'CER %':>7s}")
