@@ -419,6 +419,7 @@ def add_export(commands) -> None:
                         help="int8 dynamic quantisation of the weights (ONNX)")
     parser.set_defaults(handler=cmd_export)
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],

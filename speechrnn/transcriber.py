@@ -146,7 +146,6 @@ class Transcriber:
             log_probs, out_lengths = self.checkpoint.model(features, frames)
         return log_probs.float().cpu(), out_lengths
 
-
     def stream(self) -> StreamingSession:
         """A streaming session (unidirectional models only; raises ValueError otherwise)."""
         check_streamable(self.checkpoint.model)
@@ -228,6 +227,7 @@ class StreamingSession:
         best = self.transcriber.decoder.decode(log_probs, len(log_probs))[0]
         words = [Word(w.text, w.start, min(w.end, duration), w.confidence) for w in best.words]
         return Transcript(best.text, words, duration)
+
 
 def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
                     ) -> list[tuple[int, int]]:

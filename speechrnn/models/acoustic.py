@@ -3,8 +3,8 @@
 Padding never changes an utterance's output: inputs are masked, every front-end layer
 re-masks its output, and backward recurrent directions run over each sequence reversed within
 its own length. Output lengths come from the front-end modules' own strides and kernels (see
-``output_lengths``). Unidirectional models can also run chunk by chunk (``stream``) with the
-same result as on the whole utterance.
+``output_lengths``). Unidirectional models can also run chunk by chunk (``stream_chunk``)
+with the same result as on the whole utterance.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from speechrnn.features import GlobalCMVN
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -230,7 +232,7 @@ def check_streamable(model: AcousticModel) -> None:
     if config.subsampling not in ("stack", "none"):
         raise ValueError(f"streaming supports frame stacking or no subsampling, not "
                          f"{config.subsampling!r}")
-    if model.cmvn is not None and not hasattr(model.cmvn, "mean"):
+    if model.cmvn is not None and not isinstance(model.cmvn, GlobalCMVN):
         raise ValueError("streaming needs global CMVN; per-utterance CMVN sees the whole "
                          "utterance")
 
@@ -271,6 +273,7 @@ def stream_chunk(model: AcousticModel, features: torch.Tensor, state: StreamStat
         x = (model.lookahead.conv(x.transpose(1, 2)).transpose(1, 2) if ready
              else x[:, :0])
     return model.output(x).log_softmax(dim=-1), state
+
 
 PRESETS: dict[str, dict] = {
     # EESEN (Miao et al. 2015): 4 × 320 BiLSTM over stacked frames; 8.85 M parameters at 80
