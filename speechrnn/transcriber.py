@@ -9,6 +9,7 @@ chunk, features and recurrent state are carried over, and partial text comes out
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 from speechrnn import audio
+from speechrnn.data.dataset import load_entry
+from speechrnn.data.manifest import Entry
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.greedy import GreedyDecoder
 from speechrnn.decoding.hypothesis import Word
@@ -145,6 +148,18 @@ class Transcriber:
             features, frames = self.checkpoint.features(padded, lengths)
             log_probs, out_lengths = self.checkpoint.model(features, frames)
         return log_probs.float().cpu(), out_lengths
+
+    def manifest_log_probs(self, entries: Sequence[Entry], batch: int = 32
+                           ) -> list[torch.Tensor]:
+        """(T, V) log-probabilities of every manifest entry (its segment when it has an
+        offset), computed in padded batches of ``batch`` utterances; for tuning and
+        benchmarks that decode the same posteriors many times."""
+        results = []
+        for start in range(0, len(entries), batch):
+            chunk = entries[start : start + batch]
+            log_probs, lengths = self.log_probs([load_entry(e, self.sample_rate) for e in chunk])
+            results += [log_probs[i, : int(lengths[i])] for i in range(len(chunk))]
+        return results
 
     def stream(self) -> StreamingSession:
         """A streaming session (unidirectional models only; raises ValueError otherwise)."""

@@ -11,7 +11,6 @@ import itertools
 
 import torch
 
-from speechrnn import audio
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.lm import ArpaLM
@@ -30,12 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     transcriber = Transcriber(args.model, lm=None, beam=1)
     entries = read_manifest(args.manifest)
-    posteriors = []
-    for start in range(0, len(entries), 32):
-        chunk = entries[start : start + 32]
-        waves = [audio.load(e.audio, transcriber.sample_rate) for e in chunk]
-        log_probs, lengths = transcriber.log_probs(waves)
-        posteriors += [(log_probs[i], int(lengths[i])) for i in range(len(chunk))]
+    posteriors = transcriber.manifest_log_probs(entries)
     references = [e.text for e in entries]
     lm = ArpaLM.load(args.lm)
     tokenizer = transcriber.checkpoint.tokenizer
@@ -44,7 +38,7 @@ def main() -> None:
     for alpha, beta in itertools.product(args.alphas, args.betas):
         decoder = BeamSearchDecoder(tokenizer, lm, beam=args.beam, alpha=alpha, beta=beta,
                                     frame_shift=shift)
-        hypotheses = [decoder.decode(lp, n)[0].text for lp, n in posteriors]
+        hypotheses = [decoder.decode(lp)[0].text for lp in posteriors]
         wer, cer = error_rates(references, hypotheses)
         results.append((wer, cer, alpha, beta))
         print(f"alpha {alpha:4.2f} beta {beta:4.2f}: WER {100 * wer:6.2f}%  CER {100 * cer:6.2f}%",

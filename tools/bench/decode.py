@@ -84,20 +84,12 @@ def run_flashlight(data, ids, arpa: Path, words: list[str], beam: int, alpha: fl
 
 def dump_log_probs(model: str, manifest: Path, out: Path) -> Path:
     """Our model's CTC log-probs of every utterance in ``manifest``, as an npz by id."""
-    from speechrnn import audio
     from speechrnn.data.manifest import read_manifest
     from speechrnn.transcriber import Transcriber
 
-    transcriber = Transcriber(model, lm=None, beam=1)
     entries = read_manifest(manifest)
-    arrays = {}
-    for start in range(0, len(entries), 32):
-        chunk = entries[start : start + 32]
-        log_probs, lengths = transcriber.log_probs(
-            [audio.load(e.audio, transcriber.sample_rate) for e in chunk])
-        for i, entry in enumerate(chunk):
-            arrays[entry.id] = log_probs[i, : int(lengths[i])].numpy()
-    np.savez(out, **arrays)
+    log_probs = Transcriber(model, lm=None, beam=1).manifest_log_probs(entries)
+    np.savez(out, **{e.id: lp.numpy() for e, lp in zip(entries, log_probs, strict=True)})
     return out
 
 

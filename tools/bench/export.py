@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from speechrnn import audio
+from speechrnn.data.dataset import load_entry
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.greedy import greedy_ids
 from speechrnn.export import export_checkpoint, load_exported
@@ -42,7 +42,7 @@ def main() -> None:
     inputs = []
     with torch.no_grad():
         for entry in entries:
-            wave = audio.load(entry.audio, checkpoint.features.config.sample_rate)
+            wave = load_entry(entry, checkpoint.features.config.sample_rate)
             features, frames = checkpoint.features(wave[None], torch.tensor([len(wave)]))
             inputs.append((features, frames.long()))
     seconds_of_audio = sum(e.duration for e in entries)
