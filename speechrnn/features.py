@@ -18,7 +18,7 @@ Two mel conventions share one implementation:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +48,11 @@ class FeatureConfig:
     high_freq: float | None = None  # None: Nyquist
 
 
-BLOCK_FRAMES = 256  # CPU frames per block: keeps frames, spectrum and powers in L2 cache
+BLOCK_FRAMES = 384  # CPU frames per block: keeps frames, spectrum and powers in L2 cache
 
 
 class _FrameAnalysis(nn.Module):
-    """Shared front half: framing, dither, DC removal, pre-emphasis, window, FFT."""
+    """Shared front half: framing, DC removal, pre-emphasis, window, FFT."""
 
     def __init__(self, config: FeatureConfig):
         super().__init__()
@@ -67,14 +67,13 @@ class _FrameAnalysis(nn.Module):
         self.remove_dc = kaldi_mode
         default_preemph = 0.97 if kaldi_mode else 0.0
         self.preemphasis = default_preemph if config.preemphasis is None else config.preemphasis
-        # Each frame is zero-padded to n_fft on the right (the window's zero tail does it).
-        # librosa and torch.stft centre the window instead; that is a circular shift, which
-        # leaves the power spectrum unchanged.
+        # Frames are win_length samples, zero-padded to n_fft by the FFT. librosa and
+        # torch.stft centre the window in n_fft instead; that is a circular shift, which leaves
+        # the power spectrum unchanged.
         if kaldi_mode:
             window = torch.hann_window(self.win_length, periodic=False).pow(0.85)  # "povey"
         else:
             window = torch.hann_window(self.win_length, periodic=True)
-        window = nn.functional.pad(window, (0, self.n_fft - self.win_length))
         self.register_buffer("window", window, persistent=False)
 
     @property
@@ -87,26 +86,29 @@ class _FrameAnalysis(nn.Module):
         return torch.clamp((lengths - self.win_length) // self.hop_length + 1, min=0)
 
     def frames(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(B, N) → (B, T, n_fft) overlapping frames; sample ``win_length`` onwards of each
-        frame belongs to the next frames and is zeroed by the window."""
-        padded = nn.functional.pad(waveforms, (0, self.n_fft - self.win_length))
-        return padded.unfold(-1, self.n_fft, self.hop_length)
+        """(B, N) → (B, T, win_length) overlapping frames, a view (no copy)."""
+        return waveforms.unfold(-1, self.win_length, self.hop_length)
 
-    def squared_spectrum(self, frames: torch.Tensor) -> torch.Tensor:
-        """(..., n_fft) frames → (..., 2·(n_fft/2+1)): squared real and imaginary parts,
-        interleaved. Their pairwise sums are the power spectrum; leaving the sum to the mel
-        matrix saves a strided pass over the complex spectrum."""
-        if self.training and self.config.dither > 0:
-            frames = frames + self.config.dither * torch.randn_like(frames)
+    def window_frames(self, frames: torch.Tensor, out: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """(..., win_length) frames → DC removal, pre-emphasis, window (Kaldi's order, op for
+        op, so Kaldi mode rounds as torchaudio's float32 fbank does), written into ``out``."""
         if self.remove_dc:
-            frames = frames - frames[..., : self.win_length].mean(dim=-1, keepdim=True)
-        if self.preemphasis:
-            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-            frames = frames - self.preemphasis * previous
-        spectrum = torch.fft.rfft(frames * self.window)
-        parts = torch.view_as_real(spectrum)
-        squares = parts * parts
-        return squares.reshape(*squares.shape[:-2], -1)
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+        if not self.preemphasis:
+            return torch.mul(frames, self.window, out=out)
+        if out is None:
+            out = torch.empty_like(frames)
+        out[..., 0] = frames[..., 0] * (1.0 - self.preemphasis)
+        torch.sub(frames[..., 1:], frames[..., :-1] * self.preemphasis, out=out[..., 1:])
+        return out.mul_(self.window)
+
+    def squared_spectrum(self, windowed: torch.Tensor) -> torch.Tensor:
+        """(..., n_fft) or (..., win_length) windowed frames → (..., 2·(n_fft/2+1)): squared
+        real and imaginary parts, interleaved. Their pairwise sums are the power spectrum;
+        leaving the sum to the mel matrix saves a strided pass over the complex spectrum."""
+        parts = torch.view_as_real(torch.fft.rfft(windowed, n=self.n_fft))
+        return parts.square_().flatten(-2)
 
 
 class _BandedMatrix(nn.Module):
@@ -126,10 +128,12 @@ class _BandedMatrix(nn.Module):
             low, high = (int(rows.min()), int(rows.max()) + 1) if len(rows) else (0, 1)
             self.bands.append((low, high, columns[low:high].contiguous()))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., rows) → (..., columns), written into ``out`` when given."""
         if x.device.type != "cpu":
-            return x @ self.weight
-        return torch.cat([x[..., low:high] @ block for low, high, block in self.bands], dim=-1)
+            return torch.matmul(x, self.weight, out=out)
+        parts = [x[..., low:high] @ block for low, high, block in self.bands]
+        return torch.cat(parts, dim=-1, out=out)
 
 
 class _FeatureBase(nn.Module):
@@ -172,14 +176,10 @@ class _FeatureBase(nn.Module):
         frame_counts = self.num_frames(lengths.to(torch.long).cpu())
         frames = self.analysis.frames(waveforms.float())
         if waveforms.device.type == "cpu":
-            features = frames.new_zeros(*frames.shape[:2], self._base_dim())
-            for row, count in enumerate(frame_counts.tolist()):
-                for start in range(0, count, BLOCK_FRAMES):
-                    stop = min(count, start + BLOCK_FRAMES)
-                    block = self.analysis.squared_spectrum(frames[row, start:stop])
-                    features[row, start:stop] = self._compute(block)
+            features = self._blockwise(frames, frame_counts.tolist())
         else:  # one batched pass; zero the padding frames afterwards
-            features = self._compute(self.analysis.squared_spectrum(frames))
+            windowed = self.analysis.window_frames(frames)
+            features = self._compute(self.analysis.squared_spectrum(windowed))
             valid = torch.arange(frames.shape[1], device=features.device)
             counts = frame_counts.to(features.device)
             features = features * (valid[None, :, None] < counts[:, None, None])
@@ -187,12 +187,56 @@ class _FeatureBase(nn.Module):
             features = _append_deltas(features, self.config.deltas)
         return (features[0], frame_counts[0]) if single else (features, frame_counts)
 
-    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
-        """Squared spectrum parts (..., 2K) → features (..., F)."""
+    def _blockwise(self, frames: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """CPU path: the utterances' frames, packed end to end, in blocks of BLOCK_FRAMES
+        that stay in cache; padding frames are never computed. Packing across utterances
+        keeps blocks full, because each torch call has a fixed cost that short blocks repeat.
+        (B, T, win_length) → (B, T, F)."""
+        analysis = self.analysis
+        features = frames.new_zeros(*frames.shape[:2], self._base_dim())
+        block_size = min(BLOCK_FRAMES, sum(counts))
+        # The FFT's zero padding is this scratch's tail, written once.
+        scratch = frames.new_zeros(block_size, analysis.n_fft)
+        block_out = frames.new_empty(block_size, self._base_dim())
+        for pieces in _pack(counts, block_size):
+            size = 0
+            for row, start, stop in pieces:
+                target = scratch[size : size + stop - start, : analysis.win_length]
+                analysis.window_frames(frames[row, start:stop], out=target)
+                size += stop - start
+            squares = analysis.squared_spectrum(scratch[:size])
+            result = self._compute(squares, out=block_out[:size])
+            size = 0
+            for row, start, stop in pieces:
+                features[row, start:stop] = result[size : size + stop - start]
+                size += stop - start
+        return features
+
+    def _compute(self, squares: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Squared spectrum parts (..., 2K) → features (..., F), written into ``out`` when
+        given (the CPU path fills the output block by block without copies)."""
         raise NotImplementedError
 
     def _base_dim(self) -> int:
         raise NotImplementedError
+
+
+def _pack(counts: list[int], block_size: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Cut rows of ``counts`` frames, laid end to end, into blocks of ``block_size`` frames;
+    each block is its pieces ``(row, start, stop)``."""
+    pieces, filled = [], 0
+    for row, count in enumerate(counts):
+        start = 0
+        while start < count:
+            stop = min(count, start + block_size - filled)
+            pieces.append((row, start, stop))
+            filled += stop - start
+            start = stop
+            if filled == block_size:
+                yield pieces
+                pieces, filled = [], 0
+    if pieces:
+        yield pieces
 
 
 def _mel_banks(config: FeatureConfig, n_fft: int) -> torch.Tensor:
@@ -226,8 +270,8 @@ class Fbank(_FeatureBase):
     def _base_dim(self) -> int:
         return self.config.n_mels
 
-    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(self.mel(squares), min=LOG_FLOOR).log_()
+    def _compute(self, squares: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mel(squares, out=out).clamp_(min=LOG_FLOOR).log_()
 
 
 class MFCC(Fbank):
@@ -242,8 +286,8 @@ class MFCC(Fbank):
     def _base_dim(self) -> int:
         return self.config.n_mfcc
 
-    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
-        return super()._compute(squares) @ self.dct
+    def _compute(self, squares: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.matmul(super()._compute(squares), self.dct, out=out)
 
 
 class Spectrogram(_FeatureBase):
@@ -255,9 +299,9 @@ class Spectrogram(_FeatureBase):
     def _base_dim(self) -> int:
         return self.analysis.n_fft // 2 + 1
 
-    def _compute(self, squares: torch.Tensor) -> torch.Tensor:
-        power = squares[..., 0::2] + squares[..., 1::2]
-        return torch.clamp(power, min=LOG_FLOOR).log_()
+    def _compute(self, squares: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        power = torch.add(squares[..., 0::2], squares[..., 1::2], out=out)
+        return power.clamp_(min=LOG_FLOOR).log_()
 
 
 def _append_deltas(features: torch.Tensor, order: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torchaudio
 import torchaudio.compliance.kaldi as kaldi
+from threadpoolctl import threadpool_limits
 
 from speechrnn import audio
 from speechrnn.data.manifest import read_manifest
@@ -80,6 +81,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # torch.set_num_threads does not reach numpy's BLAS, which librosa's mel product uses:
+    # pin it too, so that every contender really runs on one thread.
+    threadpool_limits(1)
     corpus = args.data / "speechocean762"
     waves = load_utterances(corpus, args.seconds)
     seconds = sum(w.numel() for w in waves) / RATE
