@@ -3,6 +3,8 @@
 * :class:`SpecAugment` — frequency and time masks on (T, F) features (Park et al. 2019).
 * :class:`SpeedPerturb` — resample-based speed change (tempo and pitch, like sox ``speed``).
 * :class:`AddNoise` — additive noise at a signal-to-noise ratio drawn from a range.
+* :class:`BandLimit` — now and then, resample down and back up, so that a wide-band model
+  also meets narrow-band (e.g. 8 kHz telephone) audio, which has nothing above its Nyquist.
 """
 
 from __future__ import annotations
@@ -112,3 +114,24 @@ def add_noise(waveform: torch.Tensor, noise: torch.Tensor, snr_db: float) -> tor
     """``waveform`` plus ``noise`` scaled to ``snr_db`` (torchaudio's add_noise)."""
     return AF.add_noise(waveform.unsqueeze(0), noise.unsqueeze(0),
                         torch.tensor([snr_db]))[0]
+
+
+class BandLimit(nn.Module):
+    """With probability ``prob``, remove everything above ``rate / 2`` Hz by resampling to
+    ``rate`` and back to ``sample_rate``. (N,) → (N,)."""
+
+    def __init__(self, rate: int = 8000, prob: float = 0.5, sample_rate: int = 16000,
+                 seed: int = 0):
+        super().__init__()
+        if not 0 < rate < sample_rate:
+            raise ValueError(f"band-limit rate {rate} must be below the sample rate {sample_rate}")
+        self.rate, self.prob, self.sample_rate = rate, prob, sample_rate
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, waveform: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        generator = generator or self.generator
+        if float(torch.rand(1, generator=generator)) >= self.prob:
+            return waveform
+        narrow = AF.resample(waveform, self.sample_rate, self.rate)
+        return AF.resample(narrow, self.rate, self.sample_rate)[..., : waveform.shape[-1]]

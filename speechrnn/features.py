@@ -41,7 +41,7 @@ class FeatureConfig:
     n_mfcc: int = 13
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
-    dither: float = 0.0
+    dither: float = 0.0  # noise added to training waveforms by the dataset (seeded per utterance)
     preemphasis: float | None = None  # None: the mode's default (0 default, 0.97 kaldi)
     deltas: int = 0  # 0, 1 (Δ) or 2 (Δ+ΔΔ)
     low_freq: float = 20.0

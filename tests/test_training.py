@@ -89,6 +89,22 @@ def test_fine_tuning_starts_from_the_checkpoint(prepared, yesno_model, tmp_path)
         return float((outdir / "train.csv").read_text().splitlines()[1].split(",")[2])
     assert first_loss(tmp_path / "finetune") < 0.1 * first_loss(tmp_path / "scratch")
 
+def test_training_mixes_manifests_with_repeats(prepared, tmp_path):
+    """data.train as a list with train_repeat: every manifest's entries, the repeated ones
+    under new unique ids; a count per manifest is required."""
+    train, dev = prepared["yesno"] / "train.jsonl", prepared["yesno"] / "dev.jsonl"
+    config = yesno_config(prepared, f"data.train=[{train}, {dev}]", "data.train_repeat=[1, 3]")
+    entries = Trainer(config, tmp_path / "mix").train_entries
+    train_ids = [e.id for e in read_manifest(train)]
+    dev_ids = [e.id for e in read_manifest(dev)]
+    ids = [e.id for e in entries]
+    assert len(ids) == len(set(ids)) == len(train_ids) + 3 * len(dev_ids)
+    assert sorted(i.split("#")[0] for i in ids) == sorted(train_ids + 3 * dev_ids)
+    bad = yesno_config(prepared, f"data.train=[{train}, {dev}]", "data.train_repeat=[2]")
+    with pytest.raises(ValueError, match="train_repeat"):
+        Trainer(bad, tmp_path / "bad")
+
+
 def test_ctc_loss_equals_direct_computation_and_skips_bad_targets(prepared, tmp_path):
     trainer = Trainer(yesno_config(prepared), tmp_path)
     batch = collate([trainer.train_set[i] for i in range(4)])

@@ -14,8 +14,11 @@ from speechrnn.models.acoustic import PRESETS, ModelConfig
 
 @dataclass
 class DataConfig:
-    train: str = ""
-    dev: str = ""
+    # One manifest or a list, to mix corpora; train_repeat (one count per manifest) lets a
+    # small corpus be seen several times per epoch.
+    train: str | list[str] = ""
+    train_repeat: list[int] = field(default_factory=list)
+    dev: str | list[str] = ""
     max_frames: int = 20000  # feature frames per batch (dynamic batch size)
     max_batch_size: int | None = None
     max_duration: float = 30.0  # longer training utterances are skipped (reported)
@@ -39,6 +42,8 @@ class AugmentConfig:
     time_width: int = 40
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_snr: list[float] = field(default_factory=list)  # e.g. [10, 30]: Gaussian noise
+    band_limit_prob: float = 0.0  # share of utterances cut to the band below band_limit_rate/2
+    band_limit_rate: int = 8000
 
 
 @dataclass

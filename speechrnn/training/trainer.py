@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
-from speechrnn.augment import AddNoise, SpecAugment, SpeedPerturb
+from speechrnn.augment import AddNoise, BandLimit, SpecAugment, SpeedPerturb
 from speechrnn.data.dataset import ASRDataset, Batch, collate, manifest_cmvn
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
@@ -101,8 +101,9 @@ class Trainer:
             dist.init_process_group(backend)
         self.device = self._device()
         torch.manual_seed(config.seed)
-        self.train_entries = self._read(config.data.train, "train")
-        self.dev_entries = self._read(config.data.dev, "dev") if config.data.dev else []
+        self.train_entries = self._training_entries()
+        dev = [config.data.dev] if isinstance(config.data.dev, str) else config.data.dev
+        self.dev_entries = [e for path in dev if path for e in self._read(path, "dev")]
         initial = self._initial_checkpoint()
         self.features = build_features(config.features)
         self.tokenizer = self._tokenizer(resume, initial)
@@ -156,6 +157,23 @@ class Trainer:
             torch.cuda.set_device(index)
             return torch.device("cuda", index)
         return torch.device("cpu")
+
+    def _training_entries(self) -> list[Entry]:
+        """The training manifests' entries, each manifest repeated ``train_repeat`` times
+        (repeats get ids ending in ``#2``, ``#3``... so that ids stay unique)."""
+        options = self.config.data
+        paths = [options.train] if isinstance(options.train, str) else list(options.train)
+        repeats = options.train_repeat or [1] * len(paths)
+        if len(repeats) != len(paths) or min(repeats) < 1:
+            raise ValueError(f"data.train_repeat {repeats} needs one count >= 1 per manifest "
+                             f"in data.train ({len(paths)})")
+        entries = []
+        for path, repeat in zip(paths, repeats, strict=True):
+            read = self._read(path, "train")
+            entries += read
+            entries += [replace(e, id=f"{e.id}#{copy}")
+                        for copy in range(2, repeat + 1) for e in read]
+        return entries
 
     def _read(self, path: str, split: str) -> list[Entry]:
         if not path:
@@ -245,6 +263,9 @@ class Trainer:
             waveform_transforms.append(SpeedPerturb(options.speed_perturb, rate))
         if train and options.noise_snr:
             waveform_transforms.append(AddNoise(tuple(options.noise_snr)))
+        if train and options.band_limit_prob > 0:
+            waveform_transforms.append(BandLimit(options.band_limit_rate,
+                                                 options.band_limit_prob, rate))
         if train and options.specaugment:
             feature_transform = SpecAugment(options.freq_masks, options.freq_width,
                                             options.time_masks, options.time_width)
