@@ -319,32 +319,41 @@ def add_models(commands) -> None:
     parser.set_defaults(handler=cmd_models)
 
 
-def cmd_lm(args: argparse.Namespace) -> int:
-    from speechrnn.decoding.lm import build_lm
+def _lm_sentences(path: Path, case: str, kaldi_text: bool) -> list[list[str]]:
+    """The normalised word lists of a text file (or a manifest's transcripts)."""
     from speechrnn.text import normalize
 
-    sentences = []
-    if args.text.suffix == ".jsonl":  # a manifest: its transcripts
+    if path.suffix == ".jsonl":  # a manifest: its transcripts
         from speechrnn.data.manifest import read_manifest
 
-        lines = [e.text.encode() for e in read_manifest(args.text)]
+        lines = [e.text.encode() for e in read_manifest(path)]
     else:
         try:
-            lines = args.text.read_bytes().splitlines()
+            lines = path.read_bytes().splitlines()
         except OSError as error:
-            raise UsageError(f"{args.text}: {error.strerror}") from None
+            raise UsageError(f"{path}: {error.strerror}") from None
+    sentences = []
     for number, line in enumerate(lines, start=1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise UsageError(f"{args.text}:{number}: not UTF-8") from None
-        if args.kaldi_text:
+            raise UsageError(f"{path}:{number}: not UTF-8") from None
+        if kaldi_text:
             text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
-        words = (normalize(text, args.case) if args.case != "keep" else text).split()
+        words = (normalize(text, case) if case != "keep" else text).split()
         if words:
             sentences.append(words)
+    return sentences
+
+
+def cmd_lm(args: argparse.Namespace) -> int:
+    from speechrnn.decoding.lm import build_lm
+
+    sentences = []
+    for path in args.text:
+        sentences += _lm_sentences(path, args.case, args.kaldi_text)
     if not sentences:
-        raise UsageError(f"{args.text}: no sentences")
+        raise UsageError(f"{', '.join(map(str, args.text))}: no sentences")
     ensure_writable_dir(args.arpa.parent)
     model = build_lm(sentences, args.order, args.prune or ())
     model.save(args.arpa)
@@ -357,7 +366,8 @@ def add_lm(commands) -> None:
     parser = commands.add_parser("lm", help="language models")
     verbs = parser.add_subparsers(dest="verb", required=True)
     build = verbs.add_parser("build", help="modified Kneser-Ney n-gram LM from text → ARPA")
-    build.add_argument("text", type=Path, help="one sentence per line, or a .jsonl manifest")
+    build.add_argument("text", type=Path, nargs="+",
+                       help="one sentence per line, or a .jsonl manifest (several: pooled)")
     build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
     build.add_argument("--order", type=int, default=3)
     build.add_argument("--prune", type=int, nargs="+",

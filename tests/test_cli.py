@@ -155,5 +155,13 @@ def test_lm_build_and_models(tmp_path, data_dir):
     result = run("lm", "build", str(data_dir / "speechocean762" / "train" / "text"), str(arpa),
                  "--kaldi-text", "--order", "2")
     assert result.returncode == 0 and arpa.exists() and "2-grams" in result.stdout
+    extra = tmp_path / "extra.txt"
+    extra.write_text("Zyxwv one two\n")
+    pooled = tmp_path / "pooled.arpa"
+    result = run("lm", "build", str(data_dir / "speechocean762" / "train" / "text"), str(extra),
+                 str(pooled), "--order", "2")
+    words = {line.split("\t")[1] for line in pooled.read_text().splitlines()
+             if line.count("\t") >= 1 and " " not in line.split("\t")[1]}
+    assert result.returncode == 0 and {"zyxwv", "bear"} <= words  # from both inputs
     listing = run("models")
     assert "en-so762-blstm (default)" in listing.stdout
