@@ -147,3 +147,37 @@ def test_stream_refuses_a_bidirectional_model(yesno_model, prepared, capsys):
     path = read_manifest(prepared["yesno"] / "test.jsonl")[0].audio
     assert main(["transcribe", path, "--model", str(model_dir), "--stream"]) == 2
     assert "unidirectional" in capsys.readouterr().err
+
+
+def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, yesno_model,
+                                                                     tmp_path):
+    """tools/package_model.py: the packaged folder loads, its weights are float16 and give
+    the same transcripts, and Transcriber picks up its LM and alpha/beta by default."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    model_dir, _ = yesno_model
+    arpa = tmp_path / "lm.arpa.gz"
+    assert main(["lm", "build", str(prepared["yesno"] / "train.jsonl"), str(arpa),
+                 "--order", "2"]) == 0
+    out = tmp_path / "packaged"
+    tool = Path(__file__).parents[1] / "tools" / "package_model.py"
+    result = subprocess.run(
+        [sys.executable, str(tool), str(model_dir), "--out", str(out), "--lm", str(arpa),
+         "--alpha", "0.7", "--beta", "1.3", "--beam", "4", "--tuned-on", "yesno dev",
+         "--description", "test", "--metric", "test_wer=0.01"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
+    config = json.loads((out / "config.json").read_text())
+    assert config["decoding"]["alpha"] == 0.7 and config["metrics"]["test_wer"] == 0.01
+    packaged, original = Transcriber(model=out), Transcriber(model=model_dir, lm=arpa,
+                                                             alpha=0.7, beta=1.3)
+    assert packaged.settings()["alpha"] == 0.7 and packaged.settings()["beta"] == 1.3
+    assert Path(packaged.settings()["lm"]).name == "lm.arpa.gz"
+    for entry in read_manifest(prepared["yesno"] / "test.jsonl")[:5]:
+        assert packaged(entry.audio).text == original(entry.audio).text
