@@ -126,3 +126,32 @@ def test_unknown_corpus_and_wrong_folder(tmp_path):
         prepare_corpus("timit", tmp_path, tmp_path / "out")
     with pytest.raises(PrepareError, match="no yesno"):
         prepare_corpus("yesno", tmp_path, tmp_path / "out")
+
+
+def test_synth_digits_tool_is_seeded_and_speaks(tmp_path):
+    """tools/synth_digits.py: a seed gives the same voices, texts and audio; every utterance
+    is audible digit speech whose length grows with its digit count."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not (shutil.which("espeak-ng") and shutil.which("flite")):
+        pytest.skip("espeak-ng/flite not installed (apt-get install espeak-ng flite)")
+    tool = Path(__file__).parents[1] / "tools" / "synth_digits.py"
+    runs = []
+    for name in ("a", "b"):
+        result = subprocess.run([sys.executable, str(tool), str(tmp_path / name), "--count", "8"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        runs.append(read_manifest(tmp_path / name / "train.jsonl"))
+    first, second = runs
+    assert [(e.text, e.speaker) for e in first] == [(e.text, e.speaker) for e in second]
+    assert len({e.speaker for e in first}) >= 4
+    digits = set("zero one two three four five six seven eight nine".split())
+    for a, b in zip(first, second, strict=True):
+        assert set(a.text.split()) <= digits and 2 <= len(a.text.split()) <= 7
+        samples, _ = sf.read(a.audio)
+        assert (samples == sf.read(b.audio)[0]).all()
+        assert float((samples ** 2).mean()) ** 0.5 > 0.01  # not silence
+        assert 0.25 * len(a.text.split()) < a.duration < 1.5 * len(a.text.split()) + 0.5
