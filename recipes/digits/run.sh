@@ -5,5 +5,5 @@ CORPUS=fsdd
 DEFAULT_DATA=../../../shared/data/fsdd
 CONFIG=${CONFIG:-blstm.yaml}
 PREPARE_OPTS="--test-speaker yweweler"
-LM_ORDER=2; ALPHA=0.3; BETA=0.5; BEAM=8
+LM_ORDER=2; ALPHA=2.0; BETA=0.5; BEAM=8  # tuned on dev (tools/tune_lm.py)
 source "$(dirname "$0")/../stages.sh"
