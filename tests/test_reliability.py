@@ -43,6 +43,14 @@ def _logged_steps(outdir) -> int:
     return max((int(r.split(",")[0]) for r in rows if r), default=0)
 
 
+def _wait_for_steps(outdir, process, at_least: int, timeout: float = 120.0) -> None:
+    """Until training in ``outdir`` has logged ``at_least`` steps (or has exited)."""
+    deadline = time.monotonic() + timeout
+    while (_logged_steps(outdir) < at_least and process.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.1)
+
+
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(prepared, tmp_path):
     reference = tmp_path / "reference"
     subprocess.run(_train_command(prepared, reference), env=ENV, check=True,
@@ -54,7 +62,11 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(prepared, tm
         resume = ["--resume"] if (crashed / "last").exists() else []
         process = subprocess.Popen(_train_command(prepared, crashed, *resume), env=ENV,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(4.0, 9.0))
+        # Kill at a random moment after training has started: start-up takes seconds, and
+        # more of them on a loaded machine, where a fixed delay would kill every run before
+        # its first checkpoint and leave nothing to resume.
+        _wait_for_steps(crashed, process, at_least=_logged_steps(crashed) + 1)
+        time.sleep(rng.uniform(0.5, 4.0))
         if process.poll() is not None:
             break
         done_before_kill = _logged_steps(crashed)
