@@ -199,37 +199,36 @@ class _FeatureBase(nn.Module):
         scratch = frames.new_zeros(block_size, analysis.n_fft)
         block_out = frames.new_empty(block_size, self._base_dim())
         for pieces in _pack(counts, block_size):
-            size = 0
-            for row, start, stop in pieces:
-                target = scratch[size : size + stop - start, : analysis.win_length]
+            for row, start, stop, at in pieces:
+                target = scratch[at : at + stop - start, : analysis.win_length]
                 analysis.window_frames(frames[row, start:stop], out=target)
-                size += stop - start
+            _, start, stop, at = pieces[-1]
+            size = at + stop - start
             squares = analysis.squared_spectrum(scratch[:size])
             result = self._compute(squares, out=block_out[:size])
-            size = 0
-            for row, start, stop in pieces:
-                features[row, start:stop] = result[size : size + stop - start]
-                size += stop - start
+            for row, start, stop, at in pieces:
+                features[row, start:stop] = result[at : at + stop - start]
         return features
 
     def _compute(self, squares: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Squared spectrum parts (..., 2K) → features (..., F), written into ``out`` when
-        given (the CPU path fills the output block by block without copies)."""
+        given (the CPU path reuses one block buffer instead of allocating per block)."""
         raise NotImplementedError
 
     def _base_dim(self) -> int:
         raise NotImplementedError
 
 
-def _pack(counts: list[int], block_size: int) -> Iterator[list[tuple[int, int, int]]]:
+def _pack(counts: list[int], block_size: int) -> Iterator[list[tuple[int, int, int, int]]]:
     """Cut rows of ``counts`` frames, laid end to end, into blocks of ``block_size`` frames;
-    each block is its pieces ``(row, start, stop)``."""
+    each block is its pieces ``(row, start, stop, at)``: frames ``start:stop`` of ``row`` go
+    to position ``at`` of the block."""
     pieces, filled = [], 0
     for row, count in enumerate(counts):
         start = 0
         while start < count:
             stop = min(count, start + block_size - filled)
-            pieces.append((row, start, stop))
+            pieces.append((row, start, stop, filled))
             filled += stop - start
             start = stop
             if filled == block_size:

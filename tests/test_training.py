@@ -89,6 +89,7 @@ def test_fine_tuning_starts_from_the_checkpoint(prepared, yesno_model, tmp_path)
         return float((outdir / "train.csv").read_text().splitlines()[1].split(",")[2])
     assert first_loss(tmp_path / "finetune") < 0.1 * first_loss(tmp_path / "scratch")
 
+
 def test_training_mixes_manifests_with_repeats(prepared, tmp_path):
     """data.train as a list with train_repeat: every manifest's entries, the repeated ones
     under new unique ids; a count per manifest is required."""

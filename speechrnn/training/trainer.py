@@ -89,6 +89,11 @@ def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def _manifest_paths(setting: str | list[str]) -> list[str]:
+    """``data.train``/``data.dev`` as a list: one manifest or several."""
+    return [setting] if isinstance(setting, str) else list(setting)
+
+
 class Trainer:
     """Builds everything from ``config`` and trains into ``outdir``."""
 
@@ -102,8 +107,8 @@ class Trainer:
         self.device = self._device()
         torch.manual_seed(config.seed)
         self.train_entries = self._training_entries()
-        dev = [config.data.dev] if isinstance(config.data.dev, str) else config.data.dev
-        self.dev_entries = [e for path in dev if path for e in self._read(path, "dev")]
+        self.dev_entries = [e for path in _manifest_paths(config.data.dev) if path
+                            for e in self._read(path, "dev")]
         initial = self._initial_checkpoint()
         self.features = build_features(config.features)
         self.tokenizer = self._tokenizer(resume, initial)
@@ -162,7 +167,7 @@ class Trainer:
         """The training manifests' entries, each manifest repeated ``train_repeat`` times
         (repeats get ids ending in ``#2``, ``#3``... so that ids stay unique)."""
         options = self.config.data
-        paths = [options.train] if isinstance(options.train, str) else list(options.train)
+        paths = _manifest_paths(options.train)
         repeats = options.train_repeat or [1] * len(paths)
         if len(repeats) != len(paths) or min(repeats) < 1:
             raise ValueError(f"data.train_repeat {repeats} needs one count >= 1 per manifest "
