@@ -1,6 +1,8 @@
 # Shared stage driver for recipes/<corpus>/run.sh. The recipe sets CORPUS, DEFAULT_DATA,
 # CONFIG, PREPARE_OPTS, LM_ORDER, ALPHA, BETA, BEAM (and TRAIN_SET/TEST_SET when the
-# preparer's manifests are not train/test), then sources this file.
+# preparer's manifests are not train/test), then sources this file. A recipe that sets
+# TUNE_ALPHAS and TUNE_BETAS (grids) has stage 4 tune ALPHA/BETA on data/dev.jsonl for each
+# model (tools/tune_lm.py, kept in exp/<name>/lm_weights.json) instead of using fixed ones.
 # Stages: 0 prepare · 1 CMVN · 2 LM · 3 train · 4 decode and score · 5 report.
 # Each stage skips work whose output exists (delete it to redo); everything is logged with
 # timestamps to exp/<name>/run.log.
@@ -48,6 +50,17 @@ if run_stage 4; then
   log "stage 4: decode and score data/$test_set.jsonl"
   speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --beam 1 --lm none \
     --out "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
+  if [ -n "${TUNE_ALPHAS:-}" ]; then
+    if [ ! -f "$exp/lm_weights.json" ]; then
+      log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS)"
+      python ../../tools/tune_lm.py --model "$exp/best" --lm data/lm.arpa.gz \
+        --manifest data/dev.jsonl --beam "$BEAM" --alphas $TUNE_ALPHAS --betas $TUNE_BETAS \
+        --json "$exp/lm_weights.json" | tail -1 | tee -a "$exp/run.log"
+    fi
+    read -r ALPHA BETA < <(python -c 'import json, sys; w = json.load(open(sys.argv[1]))
+print(w["alpha"], w["beta"])' "$exp/lm_weights.json")
+  fi
+  log "LM decoding with alpha $ALPHA beta $BETA beam $BEAM"
   speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
     --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" --out "$exp/test_lm" | tail -4 \
     | tee -a "$exp/run.log"

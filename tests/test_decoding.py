@@ -254,3 +254,40 @@ def test_flashlight_backend_shares_the_interface(data_dir):
     references = [refs[k] for k in ids]
     assert abs(error_rates(references, hyps_theirs)[0] - error_rates(references, hyps_ours)[0]) \
         < 0.15
+
+
+def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_model, tmp_path):
+    """tools/tune_lm.py --json: the weights it writes are the grid's best on dev, and its dev
+    WER is what jiwer gives for the Transcriber's output with those weights."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import jiwer
+
+    from speechrnn.cli import main
+    from speechrnn.transcriber import Transcriber
+
+    model_dir, _ = yesno_model
+    arpa, out = tmp_path / "lm.arpa.gz", tmp_path / "weights.json"
+    assert main(["lm", "build", str(prepared["yesno"] / "train.jsonl"), str(arpa),
+                 "--order", "2"]) == 0
+    dev = prepared["yesno"] / "dev.jsonl"
+    tool = Path(__file__).parents[1] / "tools" / "tune_lm.py"
+    result = subprocess.run(
+        [sys.executable, str(tool), "--model", str(model_dir), "--lm", str(arpa),
+         "--manifest", str(dev), "--beam", "4", "--alphas", "0.0", "0.5",
+         "--betas", "-30", "0.0", "--json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    chosen = json.loads(out.read_text())
+    entries = read_manifest(dev)
+    references = [e.text for e in entries]
+    dev_wer = {}
+    for alpha, beta in itertools.product([0.0, 0.5], [-30.0, 0.0]):
+        transcriber = Transcriber(model=model_dir, lm=arpa, beam=4, alpha=alpha, beta=beta)
+        dev_wer[alpha, beta] = jiwer.wer(references, [transcriber(e.audio).text for e in entries])
+    assert chosen["beta"] == 0.0  # a word penalty of 30 nats deletes nearly every word
+    assert dev_wer[chosen["alpha"], chosen["beta"]] == min(dev_wer.values())
+    assert chosen["dev_wer"] == pytest.approx(dev_wer[chosen["alpha"], chosen["beta"]])
+    assert dev_wer[0.0, -30.0] > 0.5

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Grid-search the LM weight (alpha) and word bonus (beta) on a dev manifest; print the best.
+"""Grid-search the LM weight (alpha) and word bonus (beta) on a dev manifest; print the best
+(and write it as JSON with --json, which the recipes' decode stage reads).
 
     python tools/tune_lm.py --model exp/best --lm data/lm.arpa.gz --manifest data/dev.jsonl
 """
@@ -8,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-
-import torch
+import json
 
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.beam import BeamSearchDecoder
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=16)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9, 1.2])
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--json", help="write the best weights here: {alpha, beta, dev_wer, ...}")
     args = parser.parse_args()
     transcriber = Transcriber(args.model, lm=None, beam=1)
     entries = read_manifest(args.manifest)
@@ -45,8 +46,11 @@ def main() -> None:
               flush=True)
     wer, cer, alpha, beta = min(results)
     print(f"best: alpha {alpha} beta {beta} (dev WER {100 * wer:.2f}%, CER {100 * cer:.2f}%)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump({"alpha": alpha, "beta": beta, "dev_wer": wer, "dev_cer": cer,
+                       "beam": args.beam, "manifest": args.manifest}, out, indent=1)
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     main()
