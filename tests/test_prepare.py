@@ -155,3 +155,36 @@ def test_synth_digits_tool_is_seeded_and_speaks(tmp_path):
         assert (samples == sf.read(b.audio)[0]).all()
         assert float((samples ** 2).mean()) ** 0.5 > 0.01  # not silence
         assert 0.25 * len(a.text.split()) < a.duration < 1.5 * len(a.text.split()) + 0.5
+
+
+def test_select_utterances_tool_keeps_exactly_the_in_vocabulary_prompts(prepared, data_dir,
+                                                                         tmp_path):
+    """tools/select_utterances.py: the speechocean762 utterances it keeps for a digit
+    vocabulary are exactly the corpus's all-digit prompts (counted from the Kaldi text files
+    directly); a malformed input line is reported with file and line, exit 1."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    digits = "zero one two three four five six seven eight nine".split()
+    expected = set()
+    for split in ("train", "test"):
+        for line in (data_dir / "speechocean762" / split / "text").read_text().splitlines():
+            utterance, *words = line.lower().split()
+            if words and set(words) <= set(digits):
+                expected.add(utterance)
+    tool = Path(__file__).parents[1] / "tools" / "select_utterances.py"
+    so762 = prepared["speechocean762"]
+    out = tmp_path / "digits.jsonl"
+    inputs = [str(so762 / f"{split}.jsonl") for split in ("train", "dev", "test")]
+    result = subprocess.run([sys.executable, str(tool), *inputs, str(out), "--words", *digits],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    kept = read_manifest(out, check_audio=True)
+    assert {e.id for e in kept} == expected and len(expected) > 100
+    assert all(set(e.text.split()) <= set(digits) for e in kept)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(Path(inputs[0]).read_text().splitlines()[0] + "\n{not json\n")
+    result = subprocess.run([sys.executable, str(tool), str(bad), str(out), "--words", "one"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and f"{bad}:2" in result.stderr
