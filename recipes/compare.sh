@@ -55,13 +55,13 @@ for exp in sorted(pathlib.Path("exp").glob("cmp_*")):
         config = json.loads((exp / "best/config.json").read_text())
         greedy = json.loads((exp / "test_greedy/summary.json").read_text())
         lm = json.loads((exp / "test_lm/summary.json").read_text())
+        last = (exp / "valid.csv").read_text().splitlines()[-1].split(",")
     except (OSError, ValueError):
         continue
     took = re.findall(r"training took (\d+) s", (exp / "run.log").read_text())
     metrics = config["metrics"]
     # The best-WER epoch of a model that has barely learned can be one that outputs almost
     # nothing; the last epoch's dev CER shows how far it got.
-    last = (exp / "valid.csv").read_text().splitlines()[-1].split(",")
     last_epoch = f"{100 * float(last[1]):.1f}% (epoch {last[3]})"
     weights = exp / "lm_weights.json"  # present when the recipe tunes them on dev
     tuned = json.loads(weights.read_text()) if weights.exists() else None
