@@ -2,7 +2,7 @@
 # RNN vs GRU vs LSTM, unidirectional vs bidirectional, at about 1.6 M parameters each, plus a
 # small DeepSpeech2-like row and SpecAugment / speed-perturbation ablations of the BiLSTM, on
 # FSDD connected digits (held-out speaker), all from conf/compare.yaml with a few overrides.
-#   recipes/digits/compare.sh [--data DIR] [--jobs 2] [--only NAME,NAME] [table]
+#   recipes/digits/compare.sh [--data DIR] [--jobs 2] [--only NAME,NAME] [--stop-stage N] [table]
 DEFAULT_DATA=../../../shared/data/fsdd
 COMPARE_CONFIG=compare.yaml
 # name: overrides (hidden sizes chosen for ~1.6 M parameters; see the table's column)

@@ -5,7 +5,8 @@
 # layers) and SpecAugment / speed-perturbation ablations of the BiLSTM, all from
 # conf/compare.yaml with the same optimiser and number of data passes; sized so that the
 # nine runs fit about two hours of a 2-core machine (two at a time, one thread each).
-#   recipes/speechocean762/compare.sh [--data DIR] [--jobs 2] [--only NAME,NAME] [table]
+#   recipes/speechocean762/compare.sh [--data DIR] [--jobs 2] [--only NAME,NAME] [--stop-stage N]
+#   [table]
 DEFAULT_DATA=../../../shared/data/speechocean762
 COMPARE_CONFIG=compare.yaml
 # name: overrides (hidden sizes give 1.45-1.50 M parameters; see the table's column)
