@@ -139,6 +139,21 @@ def test_resume_continues_exactly(prepared, tmp_path):
         assert torch.equal(full[key], resumed[key]), key
 
 
+def test_specaugment_starts_at_the_configured_epoch(prepared, tmp_path):
+    config = yesno_config(prepared, "augment.specaugment=true",
+                          "augment.specaugment_from_epoch=3", "epochs=4")
+    trainer = Trainer(config, tmp_path)
+    masked_per_epoch = []
+    for epoch in range(4):
+        trainer.epoch, trainer.batches_done = epoch, 0
+        trainer._loader = lambda dataset, sampler: []  # the switch only, no steps
+        trainer._train_epoch()
+        features = trainer.train_set[0].signal  # (T, F) log-mel; masks write zeros
+        masked_per_epoch.append(bool((features == 0).all(dim=1).any()
+                                     or (features == 0).all(dim=0).any()))
+    assert masked_per_epoch == [False, False, True, True]
+
+
 def _ddp_worker(rank, world, port, config, outdir, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))

@@ -36,6 +36,9 @@ class TokenizerConfig:
 @dataclass
 class AugmentConfig:
     specaugment: bool = False
+    # First epoch (1-based) that is masked: small CTC models trained with masks from the
+    # start can stay blank-only for many epochs; starting later lets them align first.
+    specaugment_from_epoch: int = 1
     freq_masks: int = 2
     freq_width: int = 15
     time_masks: int = 2

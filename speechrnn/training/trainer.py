@@ -125,6 +125,8 @@ class Trainer:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = self._optimizer()
+        self.specaugment: SpecAugment | None = None
+        self.gpu_specaugment: SpecAugment | None = None
         self.train_set = self._dataset(self.train_entries, train=True)
         frames = [self._frames(e.duration) for e in self.train_set.entries]
         self.sampler = BucketingSampler(
@@ -262,7 +264,7 @@ class Trainer:
     def _dataset(self, entries: list[Entry], train: bool) -> ASRDataset:
         """Features in the workers on CPU; on GPU the workers only load audio."""
         options = self.config.augment
-        waveform_transforms, feature_transform = [], None
+        waveform_transforms = []
         rate = self.config.features.sample_rate
         if train and options.speed_perturb:
             waveform_transforms.append(SpeedPerturb(options.speed_perturb, rate))
@@ -272,15 +274,14 @@ class Trainer:
             waveform_transforms.append(BandLimit(options.band_limit_rate,
                                                  options.band_limit_prob, rate))
         if train and options.specaugment:
-            feature_transform = SpecAugment(options.freq_masks, options.freq_width,
-                                            options.time_masks, options.time_width)
+            # Kept here and switched on per epoch by _train_epoch (specaugment_from_epoch).
+            self.specaugment = SpecAugment(options.freq_masks, options.freq_width,
+                                           options.time_masks, options.time_width)
         on_gpu = self.device.type == "cuda"
-        self.gpu_specaugment = feature_transform if on_gpu else None
         return ASRDataset(
             entries, self.tokenizer, rate,
             extractor=None if on_gpu else build_features(self.config.features),
             waveform_transforms=waveform_transforms,
-            feature_transform=None if on_gpu else feature_transform,
             dither=self.config.features.dither if train else 0.0, seed=self.config.seed)
 
     def _loader(self, dataset: ASRDataset, sampler) -> DataLoader:
@@ -377,6 +378,11 @@ class Trainer:
         config = self.config
         self.sampler.set_epoch(self.epoch, skip=self.batches_done)
         self.train_set.epoch = self.epoch
+        masking = self.epoch + 1 >= config.augment.specaugment_from_epoch
+        transform = self.specaugment if masking else None
+        on_gpu = self.device.type == "cuda"
+        self.train_set.feature_transform = None if on_gpu else transform
+        self.gpu_specaugment = transform if on_gpu else None
         loader = self._loader(self.train_set, self.sampler)
         progress = None
         if config.progress and self.rank == 0:
