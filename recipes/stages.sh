@@ -2,7 +2,8 @@
 # CONFIG, PREPARE_OPTS, LM_ORDER, ALPHA, BETA, BEAM (and TRAIN_SET/TEST_SET when the
 # preparer's manifests are not train/test), then sources this file. A recipe that sets
 # TUNE_ALPHAS and TUNE_BETAS (grids) has stage 4 tune ALPHA/BETA on data/dev.jsonl for each
-# model (tools/tune_lm.py, kept in exp/<name>/lm_weights.json) instead of using fixed ones.
+# model (tools/tune_lm.py, kept in exp/<name>/lm_weights.json and reused until the model, LM,
+# dev set, BEAM or grid change) instead of using fixed ones.
 # Stages: 0 prepare · 1 CMVN · 2 LM · 3 train · 4 decode and score · 5 report.
 # Each stage skips work whose output exists (delete it to redo); everything is logged with
 # timestamps to exp/<name>/run.log.
@@ -51,12 +52,10 @@ if run_stage 4; then
   speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --beam 1 --lm none \
     --out "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
   if [ -n "${TUNE_ALPHAS:-}" ]; then
-    if [ ! -f "$exp/lm_weights.json" ]; then
-      log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS)"
-      python ../../tools/tune_lm.py --model "$exp/best" --lm data/lm.arpa.gz \
-        --manifest data/dev.jsonl --beam "$BEAM" --alphas $TUNE_ALPHAS --betas $TUNE_BETAS \
-        --json "$exp/lm_weights.json" | tail -1 | tee -a "$exp/run.log"
-    fi
+    log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS)"
+    python ../../tools/tune_lm.py --model "$exp/best" --lm data/lm.arpa.gz \
+      --manifest data/dev.jsonl --beam "$BEAM" --alphas $TUNE_ALPHAS --betas $TUNE_BETAS \
+      --json "$exp/lm_weights.json" --reuse | tail -1 | tee -a "$exp/run.log"
     read -r ALPHA BETA < <(python -c 'import json, sys; w = json.load(open(sys.argv[1]))
 print(w["alpha"], w["beta"])' "$exp/lm_weights.json")
   fi

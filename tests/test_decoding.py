@@ -275,12 +275,21 @@ def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_mo
                  "--order", "2"]) == 0
     dev = prepared["yesno"] / "dev.jsonl"
     tool = Path(__file__).parents[1] / "tools" / "tune_lm.py"
-    result = subprocess.run(
-        [sys.executable, str(tool), "--model", str(model_dir), "--lm", str(arpa),
-         "--manifest", str(dev), "--beam", "4", "--alphas", "0.0", "0.5",
-         "--betas", "-30", "0.0", "--json", str(out)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+
+    def tune(beam: int) -> str:
+        result = subprocess.run(
+            [sys.executable, str(tool), "--model", str(model_dir), "--lm", str(arpa),
+             "--manifest", str(dev), "--beam", str(beam), "--alphas", "0.0", "0.5",
+             "--betas", "-30", "0.0", "--json", str(out), "--reuse"],
+            capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "alpha 0.00 beta -30.00" in tune(4)  # tuned: every grid point printed
     chosen = json.loads(out.read_text())
+    # Reused for the same setup; tuned again once the beam changes.
+    assert "kept" in tune(4) and json.loads(out.read_text()) == chosen
+    assert "alpha 0.00 beta -30.00" in tune(3) and json.loads(out.read_text())["beam"] == 3
     entries = read_manifest(dev)
     references = [e.text for e in entries]
     dev_wer = {}

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Grid-search the LM weight (alpha) and word bonus (beta) on a dev manifest; print the best
-(and write it as JSON with --json, which the recipes' decode stage reads).
+(and write it as JSON with --json, which the recipes' decode stage reads). With --reuse, an
+existing --json file is kept when it was tuned for the same model, LM, dev manifest, beam and
+grid, and tuned again otherwise (so changing BEAM in a recipe re-tunes).
 
     python tools/tune_lm.py --model exp/best --lm data/lm.arpa.gz --manifest data/dev.jsonl
 """
@@ -8,8 +10,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
+import sys
+from pathlib import Path
 
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.beam import BeamSearchDecoder
@@ -27,7 +32,18 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9, 1.2])
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
     parser.add_argument("--json", help="write the best weights here: {alpha, beta, dev_wer, ...}")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep --json if it was tuned with the same inputs and grid")
     args = parser.parse_args()
+    setup = {"model": _digest(args.model), "lm": _digest(args.lm),
+             "manifest": _digest(args.manifest), "beam": args.beam,
+             "alphas": args.alphas, "betas": args.betas}
+    if args.reuse and args.json and Path(args.json).exists():
+        saved = json.loads(Path(args.json).read_text(encoding="utf-8"))
+        if saved.get("setup") == setup:
+            print(f"best: alpha {saved['alpha']} beta {saved['beta']} (kept {args.json})")
+            return
+        print(f"{args.json} was tuned with other inputs or grid: tuning again", file=sys.stderr)
     transcriber = Transcriber(args.model, lm=None, beam=1)
     entries = read_manifest(args.manifest)
     posteriors = transcriber.manifest_log_probs(entries)
@@ -49,7 +65,19 @@ def main() -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"alpha": alpha, "beta": beta, "dev_wer": wer, "dev_cer": cer,
-                       "beam": args.beam, "manifest": args.manifest}, out, indent=1)
+                       "beam": args.beam, "manifest": args.manifest, "setup": setup},
+                      out, indent=1)
+
+
+def _digest(path: str) -> str:
+    """SHA-256 of a file, or of a model folder's files: names what the weights were tuned on."""
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() \
+        else [Path(path)]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 if __name__ == "__main__":
