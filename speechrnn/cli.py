@@ -8,6 +8,7 @@ reported); 2 bad usage or unusable input (a clear message naming the file, no tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -114,8 +115,19 @@ def add_train(commands) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from speechrnn.scoring import read_texts, score
+    from speechrnn.scoring import compare, read_texts, score
 
+    if args.compare:
+        result = compare(read_texts(args.ref), read_texts(args.hyp), read_texts(args.compare))
+        if args.json:
+            print(json.dumps(dataclasses.asdict(result), indent=1))
+        else:
+            print(f"A {args.hyp}: WER {100 * result.wer_a:.2f}%\n"
+                  f"B {args.compare}: WER {100 * result.wer_b:.2f}%\n"
+                  f"utterances with fewer errors: A {result.a_better}, B {result.b_better}\n"
+                  f"paired bootstrap P(B not better than A) = {result.bootstrap_p:.3f}; "
+                  f"sign test p = {result.sign_p:.3f}")
+        return EXIT_OK
     report = score(read_texts(args.ref), read_texts(args.hyp), alignment=args.alignment)
     if args.json:
         print(json.dumps(report.summary(), indent=1))
@@ -132,6 +144,9 @@ def add_score(commands) -> None:
     parser.add_argument("--alignments", action="store_true", help="print REF/HYP alignments")
     parser.add_argument("--alignment", default="jiwer", choices=["jiwer", "sclite"],
                         help="jiwer's unit costs, or sclite's weights (S/D/I as NIST sclite)")
+    parser.add_argument("--compare", type=Path, metavar="HYP_B",
+                        help="a second system's hypotheses: paired bootstrap and sign test of "
+                        "B against --hyp on the same utterances")
     parser.set_defaults(handler=cmd_score)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import re
@@ -126,6 +127,27 @@ def test_evaluate_writes_hyps_report_and_summary(prepared, tmp_path):
     scored = run("score", "--ref", str(out / "ref.trn"), "--hyp", str(out / "hyp.trn"),
                  "--json")
     assert json.loads(scored.stdout)["wer"] == pytest.approx(summary["wer"])
+
+
+def test_score_compare_reports_paired_significance(tmp_path):
+    from speechrnn.scoring import compare, write_trn
+
+    refs = {f"u{i:02d}": "one two three four" for i in range(30)}
+    worse = {u: "one too three" if i % 2 else "one two three four" for i, u in enumerate(refs)}
+    better = {u: "one two three" if i % 5 == 0 else t for i, (u, t) in enumerate(refs.items())}
+    for name, texts in (("ref", refs), ("a", worse), ("b", better)):
+        write_trn(tmp_path / f"{name}.trn", texts)
+    result = run("score", "--ref", str(tmp_path / "ref.trn"), "--hyp", str(tmp_path / "a.trn"),
+                 "--compare", str(tmp_path / "b.trn"), "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    expected = compare(refs, worse, better)
+    assert (printed["wer_a"], printed["wer_b"]) == pytest.approx((30 / 120, 6 / 120))
+    assert printed == pytest.approx(dataclasses.asdict(expected))
+    # B drops "four" in utterances 0, 5, ...: worse than A on the even ones of them.
+    assert (printed["a_better"], printed["b_better"]) == (3, 15)
+    assert printed["sign_p"] == pytest.approx(2 * (1 + 18 + 153 + 816) / 2 ** 18)
+    assert printed["bootstrap_p"] < 0.01
 
 
 def test_unwritable_output_is_refused_before_work(tmp_path, prepared):
