@@ -70,7 +70,10 @@ def main() -> None:
 
 
 def _digest(path: str) -> str:
-    """SHA-256 of a file, or of a model folder's files: names what the weights were tuned on."""
+    """SHA-256 of a file, or of a model folder's files: names what the weights were tuned on.
+    A name that is not a path (a bundled model) stands for itself."""
+    if not Path(path).exists():
+        return path
     files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() \
         else [Path(path)]
     digest = hashlib.sha256()
