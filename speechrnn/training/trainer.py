@@ -125,7 +125,11 @@ class Trainer:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = self._optimizer()
-        self.specaugment: SpecAugment | None = None
+        options = config.augment
+        # Switched on per epoch by _train_epoch (augment.specaugment_from_epoch).
+        self.specaugment = SpecAugment(options.freq_masks, options.freq_width,
+                                       options.time_masks, options.time_width) \
+            if options.specaugment else None
         self.gpu_specaugment: SpecAugment | None = None
         self.train_set = self._dataset(self.train_entries, train=True)
         frames = [self._frames(e.duration) for e in self.train_set.entries]
@@ -273,10 +277,6 @@ class Trainer:
         if train and options.band_limit_prob > 0:
             waveform_transforms.append(BandLimit(options.band_limit_rate,
                                                  options.band_limit_prob, rate))
-        if train and options.specaugment:
-            # Kept here and switched on per epoch by _train_epoch (specaugment_from_epoch).
-            self.specaugment = SpecAugment(options.freq_masks, options.freq_width,
-                                           options.time_masks, options.time_width)
         on_gpu = self.device.type == "cuda"
         return ASRDataset(
             entries, self.tokenizer, rate,
