@@ -243,6 +243,21 @@ def test_schedules_and_newbob():
         multiplier("linear", 0, 1, 0, 0)
 
 
+def test_best_checkpoint_breaks_wer_ties_by_cer_then_the_later_epoch(prepared, tmp_path):
+    trainer = Trainer(yesno_config(prepared, "keep_best=2"), tmp_path)
+    dev_results = [(0.10, 0.05, 9.0), (0.05, 0.03, 5.0), (0.05, 0.02, 8.0),
+                   (0.05, 0.02, 9.5), (0.20, 0.10, 1.0)]  # (wer, cer, loss) per epoch
+    for epoch, (wer, cer, loss) in enumerate(dev_results, start=1):
+        trainer.epoch = epoch
+        metrics = {"wer": wer, "cer": cer, "loss": loss, "epoch": epoch}
+        trainer.history.append(metrics)
+        trainer._save_epoch(metrics)
+    best = json.loads((tmp_path / "best" / "config.json").read_text())["metrics"]
+    assert best["epoch"] == 4  # not epoch 2 (lowest loss) nor 3 (same WER and CER, earlier)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["epoch-3", "epoch-4"]
+
+
 def test_checkpoint_refuses_pickles_and_unknown_versions(tmp_path):
     marker = tmp_path / "pwned"
 
