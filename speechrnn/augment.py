@@ -5,12 +5,16 @@
 * :class:`AddNoise` — additive noise at a signal-to-noise ratio drawn from a range.
 * :class:`BandLimit` — now and then, resample down and back up, so that a wide-band model
   also meets narrow-band (e.g. 8 kHz telephone) audio, which has nothing above its Nyquist.
+* :class:`VTLP` — vocal tract length perturbation: stretch the frequency axis of log-mel (or
+  log-spectrum) features, so a model trained on few speakers meets other formant positions.
+* :class:`FeatureChain` — several feature transforms in order, picklable for DataLoader workers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch import nn
@@ -135,3 +139,87 @@ class BandLimit(nn.Module):
             return waveform
         narrow = AF.resample(waveform, self.sample_rate, self.rate)
         return AF.resample(narrow, self.rate, self.sample_rate)[..., : waveform.shape[-1]]
+
+
+class VTLP(nn.Module):
+    """Vocal tract length perturbation (Jaitly & Hinton 2013) on (T, F) log-mel or log-power
+    features → (T, F). A factor α drawn uniformly from ``alphas`` stretches frequencies below
+    ``boundary_hz·min(α, 1)/α`` by α; a second linear piece maps the rest onto the band, so
+    0 Hz and Nyquist stay put. Each output bin takes the value found at its un-warped centre
+    frequency, interpolated linearly between the bins' centres.
+
+    The paper warps the spectrum before the filterbank; here the extractor has already pooled
+    it (features are computed in the workers or batched on GPU), so the warp acts on the bins,
+    as Kaldi's VTLN does on its mel filters. torchaudio and librosa have no VTLP.
+    """
+
+    def __init__(self, centres_hz: Sequence[float], nyquist: float,
+                 alphas: tuple[float, float] = (0.9, 1.1), boundary_hz: float | None = None,
+                 seed: int = 0):
+        super().__init__()
+        low, high = alphas
+        if not 0 < low <= high:
+            raise ValueError(f"VTLP factors must be positive and ordered, not {alphas}")
+        self.centres = np.asarray(centres_hz, dtype=np.float64)
+        self.nyquist = float(nyquist)
+        self.alphas = (float(low), float(high))
+        # The paper's 4,800 Hz boundary at 16 kHz, as a share of the band for other rates.
+        self.boundary = 0.6 * self.nyquist if boundary_hz is None else float(boundary_hz)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def for_features(cls, config, alphas: tuple[float, float], seed: int = 0) -> VTLP:
+        """The VTLP for a FeatureConfig's bins (fbank: mel centres; spectrogram: FFT bins)."""
+        import librosa  # heavy (numba); only needed when VTLP is configured
+
+        nyquist = config.sample_rate / 2
+        if config.kind == "fbank":
+            centres = librosa.mel_frequencies(
+                config.n_mels + 2, fmin=config.low_freq, fmax=config.high_freq or nyquist,
+                htk=config.mode == "kaldi")[1:-1]
+        elif config.kind == "spectrogram":
+            win = int(round(config.sample_rate * config.frame_length_ms / 1000))
+            n_fft = 1 << (win - 1).bit_length()
+            centres = np.linspace(0.0, nyquist, n_fft // 2 + 1)
+        else:
+            raise ValueError(f"VTLP warps fbank or spectrogram bins, not {config.kind!r} "
+                             "(cepstra mix all frequencies)")
+        if config.deltas:
+            raise ValueError("VTLP needs features without deltas")
+        return cls(centres, nyquist, alphas, seed=seed)
+
+    def source_frequencies(self, alpha: float) -> np.ndarray:
+        """Where each bin's value comes from under factor ``alpha`` (the inverse warp, Hz)."""
+        knee_out = self.boundary * min(alpha, 1.0)  # warp(knee_in) = knee_out
+        knee_in = knee_out / alpha
+        top = self.nyquist
+        upper = top - (top - self.centres) * (top - knee_in) / (top - knee_out)
+        return np.where(self.centres <= knee_out, self.centres / alpha, upper)
+
+    def forward(self, features: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        generator = generator or self.generator
+        low, high = self.alphas
+        alpha = low + (high - low) * float(torch.rand(1, generator=generator))
+        position = np.interp(self.source_frequencies(alpha), self.centres,
+                             np.arange(len(self.centres), dtype=np.float64))
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, len(self.centres) - 1)
+        weight = torch.as_tensor(position - below, dtype=features.dtype, device=features.device)
+        below_t = torch.as_tensor(below, device=features.device)
+        above_t = torch.as_tensor(above, device=features.device)
+        return features[:, below_t] * (1 - weight) + features[:, above_t] * weight
+
+
+class FeatureChain(nn.Module):
+    """Apply feature transforms in order, each with the caller's generator (or its own)."""
+
+    def __init__(self, transforms: Sequence[nn.Module]):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, features: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        for transform in self.transforms:
+            features = transform(features, generator)
+        return features

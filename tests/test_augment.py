@@ -1,4 +1,5 @@
-"""Augmentations: seeded, and each does what it says (masks, speed ratio, SNR, band)."""
+"""Augmentations: seeded, and each does what it says (masks, speed ratio, SNR, band,
+formant shift)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from speechrnn import audio
-from speechrnn.augment import AddNoise, BandLimit, SpecAugment, SpeedPerturb, speed
+from speechrnn.augment import VTLP, AddNoise, BandLimit, SpecAugment, SpeedPerturb, speed
+from speechrnn.features import FeatureConfig, build_features
 
 
 def test_specaugment_is_seeded_and_masks_bounded():
@@ -59,3 +61,44 @@ def test_band_limit_removes_the_upper_band_and_keeps_the_lower(so762_wavs):
     picks = [torch.equal(BandLimit(prob=0.5, seed=s)(waveform), waveform) for s in range(8)]
     assert picks == [torch.equal(BandLimit(prob=0.5, seed=s)(waveform), waveform)
                      for s in range(8)] and 0 < sum(picks) < 8
+
+
+def _tone_features(config: FeatureConfig, hz: float) -> torch.Tensor:
+    time = torch.arange(config.sample_rate) / config.sample_rate
+    features, _ = build_features(config)(torch.sin(2 * torch.pi * hz * time))
+    return features
+
+
+@pytest.mark.parametrize("kind", ["fbank", "spectrogram"])
+@pytest.mark.parametrize("alpha", [0.9, 1.1])
+def test_vtlp_moves_a_tone_where_a_recorded_shifted_tone_lies(kind, alpha):
+    # Reference: the extractor on a tone actually played at alpha × the frequency (below the
+    # warp's knee the stretch is exactly alpha).
+    config = FeatureConfig(kind=kind, sample_rate=16000, n_mels=80)
+    vtlp = VTLP.for_features(config, (alpha, alpha))
+    warped = vtlp(_tone_features(config, 1000.0))
+    shifted = _tone_features(config, 1000.0 * alpha)
+    assert int(warped.mean(0).argmax()) == int(shifted.mean(0).argmax())
+    assert not torch.equal(warped, _tone_features(config, 1000.0))
+
+
+def test_vtlp_keeps_the_band_edges_and_identity_at_one():
+    config = FeatureConfig(kind="fbank", sample_rate=8000, n_mels=40)
+    features = torch.randn(50, 40)
+    assert torch.allclose(VTLP.for_features(config, (1.0, 1.0))(features), features)
+    vtlp = VTLP.for_features(config, (0.8, 1.2))
+    for alpha in (0.8, 1.2):
+        source = vtlp.source_frequencies(alpha)
+        assert bool((source[1:] > source[:-1]).all())  # monotonic: no bins swap places
+        assert source[0] == pytest.approx(vtlp.centres[0] / alpha)
+        # Continuous at the knee, and Nyquist maps to itself.
+        knee_out = 0.6 * 4000 * min(alpha, 1.0)
+        probe = VTLP([knee_out - 1e-6, knee_out + 1e-6, 4000.0], 4000.0)
+        near_knee = probe.source_frequencies(alpha)
+        assert near_knee[0] == pytest.approx(knee_out / alpha)
+        assert near_knee[1] - near_knee[0] == pytest.approx(0.0, abs=1e-4)
+        assert near_knee[2] == pytest.approx(4000.0)
+    seeded = [VTLP.for_features(config, (0.9, 1.1), seed=5)(features) for _ in range(2)]
+    assert torch.equal(seeded[0], seeded[1])
+    with pytest.raises(ValueError, match="cepstra"):
+        VTLP.for_features(FeatureConfig(kind="mfcc"), (0.9, 1.1))

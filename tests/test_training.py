@@ -154,6 +154,20 @@ def test_specaugment_starts_at_the_configured_epoch(prepared, tmp_path):
     assert masked_per_epoch == [False, False, True, True]
 
 
+def test_vtlp_warps_the_training_features(prepared, tmp_path):
+    config = yesno_config(prepared, "augment.vtlp=[0.85,0.9]", "epochs=1")
+    trainer = Trainer(config, tmp_path)
+    trainer._loader = lambda dataset, sampler: []  # the switch only, no steps
+    trainer._train_epoch()
+    warped = trainer.train_set[0].signal
+    trainer.train_set.feature_transform = None
+    original = trainer.train_set[0].signal
+    # alpha < 1 compresses frequencies: each bin takes a higher bin's value, so the mean
+    # log energy falls where the spectrum falls with frequency (speech above ~1 kHz).
+    assert warped.shape == original.shape and not torch.allclose(warped, original)
+    assert float(warped[:, -10:].mean()) < float(original[:, -10:].mean())
+
+
 def _ddp_worker(rank, world, port, config, outdir, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))

@@ -47,6 +47,7 @@ class AugmentConfig:
     noise_snr: list[float] = field(default_factory=list)  # e.g. [10, 30]: Gaussian noise
     band_limit_prob: float = 0.0  # share of utterances cut to the band below band_limit_rate/2
     band_limit_rate: int = 8000
+    vtlp: list[float] = field(default_factory=list)  # e.g. [0.9, 1.1]: warp factor range
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
-from speechrnn.augment import AddNoise, BandLimit, SpecAugment, SpeedPerturb
+from speechrnn.augment import VTLP, AddNoise, BandLimit, FeatureChain, SpecAugment, SpeedPerturb
 from speechrnn.data.dataset import ASRDataset, Batch, collate, manifest_cmvn
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
@@ -130,7 +130,9 @@ class Trainer:
         self.specaugment = SpecAugment(options.freq_masks, options.freq_width,
                                        options.time_masks, options.time_width) \
             if options.specaugment else None
-        self.gpu_specaugment: SpecAugment | None = None
+        self.vtlp = VTLP.for_features(config.features, tuple(options.vtlp)) \
+            if options.vtlp else None
+        self.gpu_feature_transform: FeatureChain | None = None
         self.train_set = self._dataset(self.train_entries, train=True)
         frames = [self._frames(e.duration) for e in self.train_set.entries]
         self.sampler = BucketingSampler(
@@ -302,8 +304,8 @@ class Trainer:
             return inputs, batch.input_lengths
         with torch.no_grad():
             features, lengths = self.features(inputs, batch.input_lengths)
-            if train and self.gpu_specaugment is not None:
-                features = torch.stack([self.gpu_specaugment(f) for f in features])
+            if train and self.gpu_feature_transform is not None:
+                features = torch.stack([self.gpu_feature_transform(f) for f in features])
         return features, lengths
 
     def _autocast(self):
@@ -379,10 +381,11 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, skip=self.batches_done)
         self.train_set.epoch = self.epoch
         masking = self.epoch + 1 >= config.augment.specaugment_from_epoch
-        transform = self.specaugment if masking else None
+        steps = [t for t in (self.vtlp, self.specaugment if masking else None) if t is not None]
+        transform = FeatureChain(steps) if steps else None
         on_gpu = self.device.type == "cuda"
         self.train_set.feature_transform = None if on_gpu else transform
-        self.gpu_specaugment = transform if on_gpu else None
+        self.gpu_feature_transform = transform if on_gpu else None
         loader = self._loader(self.train_set, self.sampler)
         progress = None
         if config.progress and self.rank == 0:
