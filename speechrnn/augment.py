@@ -19,6 +19,8 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
+from speechrnn.features import FeatureConfig
+
 
 class SpecAugment(nn.Module):
     """Zero ``freq_masks`` bands of ≤ ``freq_width`` bins and ``time_masks`` spans of ≤
@@ -157,6 +159,8 @@ class VTLP(nn.Module):
                  alphas: tuple[float, float] = (0.9, 1.1), boundary_hz: float | None = None,
                  seed: int = 0):
         super().__init__()
+        if len(alphas) != 2:
+            raise ValueError(f"VTLP needs a range of two warp factors [low, high], not {alphas}")
         low, high = alphas
         if not 0 < low <= high:
             raise ValueError(f"VTLP factors must be positive and ordered, not {alphas}")
@@ -168,7 +172,8 @@ class VTLP(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def for_features(cls, config, alphas: tuple[float, float], seed: int = 0) -> VTLP:
+    def for_features(cls, config: FeatureConfig, alphas: tuple[float, float],
+                     seed: int = 0) -> VTLP:
         """The VTLP for a FeatureConfig's bins (fbank: mel centres; spectrogram: FFT bins)."""
         import librosa  # heavy (numba); only needed when VTLP is configured
 

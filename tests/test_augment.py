@@ -100,5 +100,7 @@ def test_vtlp_keeps_the_band_edges_and_identity_at_one():
         assert near_knee[2] == pytest.approx(4000.0)
     seeded = [VTLP.for_features(config, (0.9, 1.1), seed=5)(features) for _ in range(2)]
     assert torch.equal(seeded[0], seeded[1])
+    with pytest.raises(ValueError, match="two warp factors"):
+        VTLP.for_features(config, (0.9,))
     with pytest.raises(ValueError, match="cepstra"):
         VTLP.for_features(FeatureConfig(kind="mfcc"), (0.9, 1.1))

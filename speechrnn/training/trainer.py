@@ -517,7 +517,7 @@ class Trainer:
         # Lowest dev WER first; ties (common on small dev sets) go to the lower dev CER, then
         # to the later epoch. Not to the lower dev loss: it rises as the model grows confident
         # while its outputs still improve (yesno, 5 seeds: the last epoch beat the lowest-loss
-        # tie on test every time, e.g. 0.4% against 2.5-5.4%).
+        # tie on test almost every time, e.g. 0.4% against 2.5-5.4%).
         scored = [(h.get("wer", float("inf")), h.get("cer", float("inf")), -h["epoch"],
                    f"epoch-{h['epoch']}")
                   for h in self.history if (folder / f"epoch-{h['epoch']}").exists()]
