@@ -19,7 +19,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from speechrnn.features import FeatureConfig
+from speechrnn.features import FeatureConfig, build_features
 
 
 class SpecAugment(nn.Module):
@@ -177,20 +177,18 @@ class VTLP(nn.Module):
         """The VTLP for a FeatureConfig's bins (fbank: mel centres; spectrogram: FFT bins)."""
         import librosa  # heavy (numba); only needed when VTLP is configured
 
+        if config.deltas:
+            raise ValueError("VTLP needs features without deltas")
         nyquist = config.sample_rate / 2
         if config.kind == "fbank":
             centres = librosa.mel_frequencies(
                 config.n_mels + 2, fmin=config.low_freq, fmax=config.high_freq or nyquist,
                 htk=config.mode == "kaldi")[1:-1]
         elif config.kind == "spectrogram":
-            win = int(round(config.sample_rate * config.frame_length_ms / 1000))
-            n_fft = 1 << (win - 1).bit_length()
-            centres = np.linspace(0.0, nyquist, n_fft // 2 + 1)
+            centres = np.linspace(0.0, nyquist, build_features(config).dim)
         else:
             raise ValueError(f"VTLP warps fbank or spectrogram bins, not {config.kind!r} "
                              "(cepstra mix all frequencies)")
-        if config.deltas:
-            raise ValueError("VTLP needs features without deltas")
         return cls(centres, nyquist, alphas, seed=seed)
 
     def source_frequencies(self, alpha: float) -> np.ndarray:
