@@ -100,6 +100,8 @@ def test_vtlp_keeps_the_band_edges_and_identity_at_one():
         assert near_knee[2] == pytest.approx(4000.0)
     seeded = [VTLP.for_features(config, (0.9, 1.1), seed=5)(features) for _ in range(2)]
     assert torch.equal(seeded[0], seeded[1])
+    kaldi = VTLP.for_features(FeatureConfig(mode="kaldi", high_freq=-400.0), (0.9, 1.1))
+    assert 7000 < kaldi.centres[-1] < 7600  # Kaldi's high_freq -400: Nyquist minus 400 Hz
     with pytest.raises(ValueError, match="two warp factors"):
         VTLP.for_features(config, (0.9,))
     with pytest.raises(ValueError, match="cepstra"):
