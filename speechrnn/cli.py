@@ -445,12 +445,23 @@ def add_export(commands) -> None:
     parser.set_defaults(handler=cmd_export)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
         epilog="exit codes: 0 ok, 1 some items failed, 2 bad input or usage, 130 interrupted",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="CPU threads for PyTorch (default: one per core). Several jobs "
+                        "at once should share the cores: each with its default slows all "
+                        "of them many times over")
     commands = parser.add_subparsers(dest="command", required=True)
     adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
                                add_export, add_lm, add_models, add_cmvn]
@@ -464,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from speechrnn.audio import AudioError
     from speechrnn.data.manifest import ManifestError
     from speechrnn.data.prepare import PrepareError

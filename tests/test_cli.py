@@ -169,7 +169,23 @@ def test_bad_manifest_and_config_give_one_line_errors(tmp_path):
     assert f"{manifest}:1: implausible duration" in result.stderr
     result = run("train", "--outdir", str(tmp_path / "exp"), "--set", "model.colour=blue")
     assert result.returncode == 2 and "unknown config key 'model.colour'" in result.stderr
+    result = run("train", "--outdir", str(tmp_path / "exp"), "--set", "early_stop=null")
+    assert result.returncode == 2 and "early_stop: null is not allowed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_threads_option_sets_pytorch_threads(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["--threads", "1", "models"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    result = run("--threads", "0", "models")
+    assert result.returncode == 2 and "--threads: must be at least 1" in result.stderr
 
 
 def test_lm_build_and_models(tmp_path, data_dir):
