@@ -108,7 +108,8 @@ def _build(cls, data: dict, where: str):
                   "ModelConfig": ModelConfig, "OptimConfig": OptimConfig}.get(str(field_type))
         if nested:
             value = _build(nested, value, f"{where}{key}.")
-        elif value is None and "None" not in str(field_type):
+        elif value is None and str(field_type) in ("int", "float", "bool"):
+            # a null number would fail (or silently mean 0) deep inside training
             raise ValueError(f"{where + key}: null is not allowed here (expected {field_type})")
         elif isinstance(value, str) and "float" in str(field_type):
             try:  # YAML 1.1 reads 1e-3 (no dot) as a string
