@@ -181,11 +181,8 @@ class VTLP(nn.Module):
             raise ValueError("VTLP needs features without deltas")
         nyquist = config.sample_rate / 2
         if config.kind == "fbank":
-            high = config.high_freq or nyquist
-            if config.mode == "kaldi" and high <= 0:  # Kaldi's offset from Nyquist, as in Fbank
-                high += nyquist
             centres = librosa.mel_frequencies(
-                config.n_mels + 2, fmin=config.low_freq, fmax=high,
+                config.n_mels + 2, fmin=config.low_freq, fmax=config.high_freq_hz(),
                 htk=config.mode == "kaldi")[1:-1]
         elif config.kind == "spectrogram":
             centres = np.linspace(0.0, nyquist, build_features(config).dim)

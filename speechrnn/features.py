@@ -47,6 +47,16 @@ class FeatureConfig:
     low_freq: float = 20.0
     high_freq: float | None = None  # None: Nyquist
 
+    def high_freq_hz(self) -> float:
+        """Upper edge of the mel bands in Hz: Nyquist when unset; Kaldi mode reads a value
+        ≤ 0 as an offset from Nyquist (as Kaldi does)."""
+        nyquist = self.sample_rate / 2
+        if not self.high_freq:
+            return nyquist
+        if self.mode == "kaldi" and self.high_freq < 0:
+            return nyquist + self.high_freq
+        return self.high_freq
+
 
 BLOCK_FRAMES = 384  # CPU frames per block: keeps frames, spectrum and powers in L2 cache
 
@@ -240,7 +250,6 @@ def _pack(counts: list[int], block_size: int) -> Iterator[list[tuple[int, int, i
 
 def _mel_banks(config: FeatureConfig, n_fft: int) -> torch.Tensor:
     """(n_fft/2+1, n_mels) filterbank matrix for the configured mode."""
-    high = config.high_freq or config.sample_rate / 2
     if config.mode == "kaldi":
         # Kaldi counts high_freq <= 0 as an offset from Nyquist; pass that convention through.
         kaldi_high = 0.0 if config.high_freq is None else config.high_freq
@@ -251,8 +260,8 @@ def _mel_banks(config: FeatureConfig, n_fft: int) -> torch.Tensor:
         banks = nn.functional.pad(banks, (0, 1))  # Kaldi's banks omit the Nyquist bin
         return banks.t().contiguous()
     return AF.melscale_fbanks(
-        n_fft // 2 + 1, config.low_freq, high, config.n_mels, config.sample_rate, norm="slaney",
-        mel_scale="slaney",
+        n_fft // 2 + 1, config.low_freq, config.high_freq_hz(), config.n_mels, config.sample_rate,
+        norm="slaney", mel_scale="slaney",
     )
 
 
