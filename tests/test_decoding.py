@@ -154,6 +154,10 @@ def test_lm_fusion_and_lexicon_mode():
         log_probs)[0].text == "hello markus"
     lexicon = BeamSearchDecoder(tokenizer, None, beam=8, lexicon=["hello", "world", "markus"])
     assert lexicon.decode(log_probs)[0].text == "hello markus"
+    # A space ends only whole lexicon words: "he" is a prefix of "hello", not a word.
+    clipped = _spell("he markus", tokenizer)
+    assert BeamSearchDecoder(tokenizer, None, beam=8).decode(clipped)[0].text == "he markus"
+    assert lexicon.decode(clipped)[0].text == "markus"
 
 
 

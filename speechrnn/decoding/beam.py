@@ -210,7 +210,10 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
                     hot[child], hot_bonus[child] = hot[node], hot_bonus[node]
                     valid = True
                     if c == space_id:
-                        if word_len[node] > 0:
+                        if lexicon and word_len[node] > 0 and (
+                                trie[node] < 0 or trie_word[trie[node]] < 0):
+                            valid = False  # a space may only end a whole lexicon word
+                        elif word_len[node] > 0:
                             delta, word = _complete_word(
                                 node, context[node], trie, trie_word, trie_smear, hot, hot_end,
                                 hot_bonus, use_lm, alpha, beta, oov_penalty, order, ngram_index,
