@@ -153,8 +153,22 @@ def add_score(commands) -> None:
 def _transcriber(args: argparse.Namespace):
     from speechrnn.transcriber import Transcriber
 
+    lexicon = _read_lexicon(args.lexicon) if args.lexicon else None
     return Transcriber(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
-                       beta=args.beta, device=args.device)
+                       beta=args.beta, device=args.device, lexicon=lexicon)
+
+
+def _read_lexicon(path: Path) -> list[str]:
+    """The words of a lexicon file: the first field of each line, so a plain word list and a
+    pronunciation lexicon (word, then phones) both work; blank and # lines are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--lexicon {path}: cannot read it ({error})") from None
+    words = [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
+    if not words:
+        raise UsageError(f"--lexicon {path}: no words in it")
+    return list(dict.fromkeys(words))
 
 
 def add_decoding_options(parser: argparse.ArgumentParser, lm_default: str) -> None:
@@ -165,6 +179,8 @@ def add_decoding_options(parser: argparse.ArgumentParser, lm_default: str) -> No
     parser.add_argument("--beam", type=int, default=16, help="beam width (1 + no LM: greedy)")
     parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
     parser.add_argument("--beta", type=float, help="word insertion bonus")
+    parser.add_argument("--lexicon", type=Path, metavar="FILE",
+                        help="only output these words (one per line; first field of each line)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
 
 

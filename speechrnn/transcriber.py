@@ -68,11 +68,14 @@ class Transcriber:
 
     ``lm``: "default" uses the model folder's ``lm.arpa(.gz)`` when it has one; a path
     uses that ARPA file; None/"none" decodes without LM (greedy when ``beam`` ≤ 1).
+    ``lexicon``: when given, the beam search outputs only these words (closed-vocabulary
+    tasks such as yes/no or digit strings).
     """
 
     def __init__(self, model: str | Path | None = None, lm: str | Path | None = "default",
                  beam: int = 16, alpha: float | None = None, beta: float | None = None,
-                 device: str = "cpu", max_segment: float = 20.0):
+                 device: str = "cpu", max_segment: float = 20.0,
+                 lexicon: Sequence[str] | None = None):
         self.checkpoint: Checkpoint = load_checkpoint(resolve_model(model), device)
         self.device = torch.device(device)
         self.max_segment = max_segment
@@ -81,15 +84,16 @@ class Transcriber:
         lm_path = self._lm_path(lm)
         frame_shift = self.checkpoint.frame_shift
         tokenizer = self.checkpoint.tokenizer
-        if lm_path is None and beam <= 1:
+        if lm_path is None and beam <= 1 and lexicon is None:
             self.decoder = GreedyDecoder(tokenizer, frame_shift)
         else:
             self.decoder = BeamSearchDecoder(
                 tokenizer, ArpaLM.load(lm_path) if lm_path else None, beam=beam,
                 alpha=decoding.get("alpha", 0.5) if alpha is None else alpha,
                 beta=decoding.get("beta", 1.0) if beta is None else beta,
-                frame_shift=frame_shift)
+                frame_shift=frame_shift, lexicon=lexicon)
         self.lm_path = lm_path
+        self.lexicon_size = None if lexicon is None else len(lexicon)
 
     def _lm_path(self, lm) -> Path | None:
         if lm is None or str(lm) == "none":
@@ -105,7 +109,8 @@ class Transcriber:
         decoder = self.decoder
         return {"model": str(self.checkpoint.path), "lm": str(self.lm_path or "none"),
                 "decoder": type(decoder).__name__, "beam": getattr(decoder, "beam", 1),
-                "alpha": getattr(decoder, "alpha", None), "beta": getattr(decoder, "beta", None)}
+                "alpha": getattr(decoder, "alpha", None), "beta": getattr(decoder, "beta", None),
+                "lexicon_words": self.lexicon_size}
 
     def __call__(self, source: str | Path | np.ndarray | torch.Tensor,
                  sample_rate: int | None = None) -> Transcript:

@@ -129,6 +129,29 @@ def test_evaluate_writes_hyps_report_and_summary(prepared, tmp_path):
     assert json.loads(scored.stdout)["wer"] == pytest.approx(summary["wer"])
 
 
+def test_evaluate_with_a_lexicon_outputs_only_its_words(prepared, tmp_path):
+    manifest = prepared["an4-mini"] / "test.jsonl"
+    words = sorted({w for line in manifest.read_text().splitlines()
+                    for w in json.loads(line)["text"].split()})
+    # A pronunciation lexicon: the word is the first field; comments and blanks are skipped.
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("# an4 test words\n\n" + "".join(f"{w} x y z\n" for w in words))
+    outputs = {}
+    for name, extra in (("free", []), ("closed", ["--lexicon", str(lexicon)])):
+        result = run("evaluate", "--manifest", str(manifest), "--out", str(tmp_path / name),
+                     "--lm", "none", "--beam", "8", *extra)
+        assert result.returncode == 0, result.stderr
+        outputs[name] = [w for line in (tmp_path / name / "hyp.jsonl").read_text().splitlines()
+                         for w in json.loads(line)["text"].split()]
+    assert set(outputs["free"]) - set(words)  # the bundled model alone spells other words
+    assert outputs["closed"] and set(outputs["closed"]) <= set(words)
+    summary = json.loads((tmp_path / "closed" / "summary.json").read_text())
+    assert summary["decoder"]["lexicon_words"] == len(words)
+    missing = run("evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "x"),
+                  "--lexicon", str(tmp_path / "none.txt"))
+    assert missing.returncode == 2 and "none.txt" in missing.stderr
+
+
 def test_score_compare_reports_paired_significance(tmp_path):
     from speechrnn.scoring import compare, write_trn
 
