@@ -3,7 +3,11 @@
 # preparer's manifests are not train/test), then sources this file. A recipe that sets
 # TUNE_ALPHAS and TUNE_BETAS (grids) has stage 4 tune ALPHA/BETA on data/dev.jsonl for each
 # model (tools/tune_lm.py, kept in exp/<name>/lm_weights.json and reused until the model, LM,
-# dev set, BEAM or grid change) instead of using fixed ones.
+# dev set, BEAM or grid change) instead of using fixed ones. A recipe that sets WORD_SEGMENTS
+# also gets data/<train>_words.jsonl, one line per word cut at the silences
+# (tools/split_words.py), for its config to train on beside the whole utterances. A recipe
+# with a closed vocabulary sets LEXICON: stage 2 writes the training transcripts' words to
+# data/lexicon.txt and stage 4's LM decoding outputs only those words (--lexicon).
 # Stages: 0 prepare · 1 CMVN · 2 LM · 3 train · 4 decode and score · 5 report.
 # Each stage skips work whose output exists (delete it to redo); everything is logged with
 # timestamps to exp/<name>/run.log.
@@ -32,6 +36,11 @@ if run_stage 0 && [ ! -f data/$test_set.jsonl ]; then
   speechrnn prepare "$CORPUS" "$data" data $PREPARE_OPTS 2>&1 | tee -a "$exp/run.log" || true
   [ -f data/$test_set.jsonl ] || { log "prepare failed"; exit 1; }
 fi
+if run_stage 0 && [ -n "${WORD_SEGMENTS:-}" ] && [ ! -f data/${train_set}_words.jsonl ]; then
+  log "stage 0: cut data/$train_set.jsonl into single words at the silences"
+  python ../../tools/split_words.py data/$train_set.jsonl data/${train_set}_words.jsonl \
+    2>&1 | tee -a "$exp/run.log"
+fi
 if run_stage 1 && [ ! -f "$exp/cmvn.json" ]; then
   log "stage 1: global CMVN over data/$train_set.jsonl"
   speechrnn cmvn data/$train_set.jsonl "$exp/cmvn.json" --config "conf/$CONFIG" "${extra[@]}"
@@ -39,6 +48,16 @@ fi
 if run_stage 2 && [ ! -f data/lm.arpa.gz ]; then
   log "stage 2: ${LM_ORDER}-gram LM from the training transcripts"
   speechrnn lm build data/$train_set.jsonl data/lm.arpa.gz --order "$LM_ORDER"
+fi
+if run_stage 2 && [ -n "${LEXICON:-}" ] && [ ! -f data/lexicon.txt ]; then
+  log "stage 2: lexicon (the words of data/$train_set.jsonl)"
+  python - data/$train_set.jsonl data/lexicon.txt <<'PY'
+import sys
+from speechrnn.data.manifest import read_manifest
+words = sorted({word for entry in read_manifest(sys.argv[1]) for word in entry.text.split()})
+open(sys.argv[2], "w").write("".join(f"{word}\n" for word in words))
+print(f"wrote {sys.argv[2]}: {len(words)} words")
+PY
 fi
 if run_stage 3 && [ ! -f "$exp/best/config.json" ]; then
   log "stage 3: train with conf/$CONFIG ${extra[*]:-}"
@@ -61,8 +80,8 @@ print(w["alpha"], w["beta"])' "$exp/lm_weights.json")
   fi
   log "LM decoding with alpha $ALPHA beta $BETA beam $BEAM"
   speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
-    --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" --out "$exp/test_lm" | tail -4 \
-    | tee -a "$exp/run.log"
+    --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" ${LEXICON:+--lexicon data/lexicon.txt} \
+    --out "$exp/test_lm" | tail -4 | tee -a "$exp/run.log"
 fi
 if run_stage 5; then
   log "stage 5: report"

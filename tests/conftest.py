@@ -69,16 +69,21 @@ def prepared(data_dir: Path, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def yesno_model(prepared, tmp_path_factory) -> tuple[Path, float]:
-    """A small BiLSTM trained on yesno once per session (recipes/yesno/conf/blstm.yaml):
-    (best checkpoint, training seconds)."""
+    """A small BiLSTM trained on yesno once per session (recipes/yesno/conf/blstm.yaml, whole
+    utterances and their single words): (best checkpoint, training seconds)."""
     import time
 
+    from speechrnn.data.manifest import read_manifest, write_manifest
+    from speechrnn.data.segment import word_segments
     from speechrnn.training import load_config
     from speechrnn.training.trainer import Trainer
 
     outdir = tmp_path_factory.mktemp("yesno-exp")
+    train = prepared["yesno"] / "train.jsonl"
+    words = outdir / "train_words.jsonl"
+    write_manifest(words, [w for e in read_manifest(train) for w in word_segments(e) or []])
     config = load_config(None, [
-        f"data.train={prepared['yesno'] / 'train.jsonl'}",
+        f"data.train=[{train},{words}]",
         f"data.dev={prepared['yesno'] / 'dev.jsonl'}", "data.max_frames=4000",
         "data.num_workers=0", "features.n_mels=40", "features.sample_rate=8000",
         "model.hidden=64", "model.layers=2", "model.dropout=0.2", "optim.lr=0.005",
