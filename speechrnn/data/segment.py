@@ -14,7 +14,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from speechrnn import audio
+from speechrnn.data.dataset import load_entry
 from speechrnn.data.manifest import Entry
 
 ANALYSIS_RATE = 16000
@@ -41,8 +41,7 @@ def word_segments(entry: Entry, top_db: float = 18.0, min_word_s: float = 0.08,
     ``margin_s`` of silence on both sides but never past the middle of a pause; None when
     the sounding stretches do not match the words one to one."""
     words = entry.text.split()
-    waveform = audio.load(entry.audio, ANALYSIS_RATE, entry.offset,
-                          entry.duration if entry.offset else None).numpy()
+    waveform = load_entry(entry, ANALYSIS_RATE).numpy()
     spans = sounding_spans(waveform, ANALYSIS_RATE, top_db, min_word_s)
     if not words or len(spans) != len(words):
         return None
