@@ -57,4 +57,3 @@ def word_segments(entry: Entry, top_db: float = 18.0, min_word_s: float = 0.08,
                               duration=round(entry.offset + finish - offset, 3),
                               text=word, speaker=entry.speaker, offset=round(offset, 3)))
     return segments
-
