@@ -103,6 +103,12 @@ def _candidate(node, slot, nxt, nxt_pb, nxt_pnb, n_next):
 
 
 @numba.njit(cache=True)
+def _vocabulary_word(node, trie, trie_word) -> int:
+    """The vocabulary id of the word spelled by ``node``'s partial word, -1 if none."""
+    return trie_word[trie[node]] if trie[node] >= 0 else -1
+
+
+@numba.njit(cache=True)
 def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot_bonus,
                    use_lm, alpha, beta, oov_penalty, order, ngram_index, ngram_logprob,
                    ngram_backoff, unk_logprob, unk_id):
@@ -112,7 +118,7 @@ def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot
     by the word's real LM score (an unknown word scores as ``<unk>``, or ``unk_logprob``
     without one); an unfinished hotword gives its bonus back.
     """
-    word = trie_word[trie[node]] if trie[node] >= 0 else -1
+    word = _vocabulary_word(node, trie, trie_word)
     word_id = word if word >= 0 else unk_id
     delta = 0.0
     if use_lm:
@@ -210,8 +216,8 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
                     hot[child], hot_bonus[child] = hot[node], hot_bonus[node]
                     valid = True
                     if c == space_id:
-                        if lexicon and word_len[node] > 0 and (
-                                trie[node] < 0 or trie_word[trie[node]] < 0):
+                        if lexicon and word_len[node] > 0 and \
+                                _vocabulary_word(node, trie, trie_word) < 0:
                             valid = False  # a space may only end a whole lexicon word
                         elif word_len[node] > 0:
                             delta, word = _complete_word(
@@ -285,7 +291,7 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
         extra = 0.0
         ctx = context[node].copy()
         if word_len[node] > 0:
-            if lexicon and (trie[node] < 0 or trie_word[trie[node]] < 0):
+            if lexicon and _vocabulary_word(node, trie, trie_word) < 0:
                 continue
             delta, word = _complete_word(
                 node, ctx, trie, trie_word, trie_smear, hot, hot_end, hot_bonus, use_lm, alpha,
