@@ -18,6 +18,7 @@ from speechrnn.features import (
     FeatureConfig,
     GlobalCMVN,
     Spectrogram,
+    _MelFilterbank,
     build_features,
     compute_cmvn,
     utterance_cmvn,
@@ -103,6 +104,29 @@ def test_deltas_match_torchaudio(utterances):
     assert with_deltas.shape[-1] == 120
     assert torch.allclose(with_deltas[:, 40:80], delta, atol=1e-5)
     assert torch.allclose(with_deltas[:, 80:], AF.compute_deltas(delta.T).T, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(n_mels=80), dict(n_mels=23, mode="kaldi"), dict(n_mels=128, low_freq=0.0),
+    dict(n_mels=40, low_freq=300.0, high_freq=3800.0),
+    dict(n_mels=40, mode="kaldi", high_freq=-400.0),
+])
+def test_cpu_mel_loop_equals_the_dense_filterbank_product(overrides):
+    """The compiled CPU loop uses only each bin's two neighbouring filters; it must give the
+    dense |X|² @ W, also for banks with empty edge bins or (128 bands) near-empty filters."""
+    extractor = Fbank(FeatureConfig(**overrides))
+    weight = extractor.mel.weight
+    generator = torch.Generator().manual_seed(0)
+    spectrum = torch.randn(3, 50, weight.shape[0], dtype=torch.complex64, generator=generator)
+    dense = (spectrum.abs() ** 2) @ weight
+    assert torch.allclose(extractor.mel(spectrum), dense, rtol=1e-5, atol=1e-5)
+
+
+def test_mel_filterbank_rejects_a_bank_that_is_not_a_chain():
+    weight = torch.zeros(10, 4)
+    weight[3, 0] = weight[3, 2] = 1.0  # bin 3 feeds two filters that are not neighbours
+    with pytest.raises(ValueError, match="non-adjacent"):
+        _MelFilterbank(weight)
 
 
 def test_build_features_from_dict_and_dims():
