@@ -129,7 +129,7 @@ def _power(spectrum: torch.Tensor, out: torch.Tensor | None = None) -> torch.Ten
     return torch.add(parts[..., 0], parts[..., 1], out=out)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})  # fused multiply-adds: ~8% faster
 def _chain_product(parts, first, low_weight, high_weight, out):
     """``out[n, m] = Σ_k |X[n, k]|² W[k, m]`` for a filterbank W in chain form (see
     _MelFilterbank): bin k feeds filter ``first[k]`` and the next one. ``parts`` is the
