@@ -42,7 +42,7 @@ if run_stage 0 && [ -n "${WORD_SEGMENTS:-}" ] && [ ! -f data/${train_set}_words.
     2>&1 | tee -a "$exp/run.log"
 fi
 if run_stage 1 && [ ! -f "$exp/cmvn.json" ]; then
-  log "stage 1: global CMVN over data/$train_set.jsonl"
+  log "stage 1: CMVN over data/$train_set.jsonl (global statistics, or the config's per-utterance mode)"
   speechrnn cmvn data/$train_set.jsonl "$exp/cmvn.json" --config "conf/$CONFIG" "${extra[@]}"
 fi
 if run_stage 2 && [ ! -f data/lm.arpa.gz ]; then

@@ -413,18 +413,24 @@ def add_lm(commands) -> None:
 def cmd_cmvn(args: argparse.Namespace) -> int:
     from speechrnn.data.dataset import manifest_cmvn
     from speechrnn.data.manifest import read_manifest
+    from speechrnn.features import UtteranceCMVN
     from speechrnn.training.config import load_config
 
-    features = load_config(args.config, args.set or []).features
+    config = load_config(args.config, args.set or [])
     ensure_writable_dir(args.out.parent)
-    cmvn = manifest_cmvn(read_manifest(args.manifest), features, args.max_utterances)
+    if config.cmvn == "utterance":  # nothing to compute; the file says so instead of misleading
+        UtteranceCMVN().save(args.out)
+        print(f"wrote {args.out}: per-utterance normalisation (the config's cmvn: utterance)")
+        return EXIT_OK
+    cmvn = manifest_cmvn(read_manifest(args.manifest), config.features, args.max_utterances)
     cmvn.save(args.out)
     print(f"wrote {args.out}: {cmvn.count} frames")
     return EXIT_OK
 
 
 def add_cmvn(commands) -> None:
-    parser = commands.add_parser("cmvn", help="global feature mean/std of a manifest → JSON")
+    parser = commands.add_parser("cmvn", help="global feature mean/std of a manifest → JSON "
+                                 "(or the per-utterance mode, when the config asks for it)")
     parser.add_argument("manifest", type=Path)
     parser.add_argument("out", type=Path, help="cmvn.json (train reads OUTDIR/cmvn.json)")
     parser.add_argument("--config", type=Path, help="training config (its features section)")

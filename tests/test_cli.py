@@ -197,6 +197,25 @@ def test_bad_manifest_and_config_give_one_line_errors(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_cmvn_command_writes_global_statistics_or_the_utterance_mode(prepared, tmp_path):
+    from speechrnn.data.manifest import read_manifest
+    from speechrnn.features import FeatureConfig, build_features
+
+    manifest = prepared["an4-mini"] / "train.jsonl"
+    out = tmp_path / "cmvn.json"
+    assert main(["cmvn", str(manifest), str(out), "--set", "features.n_mels=40"]) == 0
+    stats = json.loads(out.read_text())
+    extractor = build_features(FeatureConfig(n_mels=40))
+    frames = np.concatenate([extractor(audio.load(e.audio))[0].double().numpy()
+                             for e in read_manifest(manifest)])
+    assert stats["count"] == len(frames)
+    np.testing.assert_allclose(stats["mean"], frames.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats["std"], frames.std(0), rtol=1e-4, atol=1e-5)
+    # A config with per-utterance normalisation has no statistics: the file records the mode.
+    assert main(["cmvn", str(manifest), str(out), "--set", "cmvn=utterance"]) == 0
+    assert json.loads(out.read_text()) == {"mode": "utterance"}
+
+
 def test_threads_option_sets_pytorch_threads(capsys):
     import torch
 

@@ -100,6 +100,18 @@ def test_fine_tuning_starts_from_the_checkpoint(prepared, yesno_model, tmp_path)
     assert first_loss(tmp_path / "finetune") < 0.1 * first_loss(tmp_path / "scratch")
 
 
+def test_global_cmvn_replaces_a_per_utterance_file_in_the_output_folder(prepared, tmp_path):
+    """A cmvn.json that records the per-utterance mode (left by a config that used it) is not
+    taken as the statistics of a global-CMVN run: they are computed and the file replaced."""
+    (tmp_path / "cmvn.json").write_text('{"mode": "utterance"}')
+    trainer = Trainer(yesno_config(prepared, "cmvn=global"), tmp_path)
+    saved = json.loads((tmp_path / "cmvn.json").read_text())
+    assert saved["count"] > 0 and len(saved["mean"]) == 40
+    assert torch.allclose(trainer.model.cmvn.mean, torch.tensor(saved["mean"]))
+    assert Trainer(yesno_config(prepared, "cmvn=utterance"), tmp_path / "u").model.cmvn.to_dict() \
+        == {"mode": "utterance"}
+
+
 def test_training_mixes_manifests_with_repeats(prepared, tmp_path):
     """data.train as a list with train_repeat: every manifest's entries, the repeated ones
     under new unique ids; a count per manifest is required."""

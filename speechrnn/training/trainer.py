@@ -250,7 +250,10 @@ class Trainer:
             raise ValueError(f"cmvn must be global or utterance, not {self.config.cmvn!r}")
         saved = self.outdir / "cmvn.json"
         if saved.exists():
-            return load_cmvn(saved)
+            # A per-utterance file (`speechrnn cmvn` with a cmvn: utterance config) is replaced.
+            cmvn = load_cmvn(saved)
+            if isinstance(cmvn, GlobalCMVN):
+                return cmvn
         cmvn = manifest_cmvn(self.train_entries, self.config.features,
                              self.config.cmvn_utterances)
         if self.rank == 0:
