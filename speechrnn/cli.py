@@ -411,20 +411,25 @@ def add_lm(commands) -> None:
 
 
 def cmd_cmvn(args: argparse.Namespace) -> int:
-    from speechrnn.data.dataset import manifest_cmvn
     from speechrnn.data.manifest import read_manifest
-    from speechrnn.features import UtteranceCMVN
+    from speechrnn.features import GlobalCMVN
     from speechrnn.training.config import load_config
+    from speechrnn.training.trainer import configured_cmvn
 
-    config = load_config(args.config, args.set or [])
+    try:
+        config = load_config(args.config, args.set or [])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     ensure_writable_dir(args.out.parent)
-    if config.cmvn == "utterance":  # nothing to compute; the file says so instead of misleading
-        UtteranceCMVN().save(args.out)
-        print(f"wrote {args.out}: per-utterance normalisation (the config's cmvn: utterance)")
-        return EXIT_OK
-    cmvn = manifest_cmvn(read_manifest(args.manifest), config.features, args.max_utterances)
+    try:
+        cmvn = configured_cmvn(config, read_manifest(args.manifest), args.max_utterances)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     cmvn.save(args.out)
-    print(f"wrote {args.out}: {cmvn.count} frames")
+    if isinstance(cmvn, GlobalCMVN):
+        print(f"wrote {args.out}: {cmvn.count} frames")
+    else:  # nothing to compute; the file records the mode instead of unused statistics
+        print(f"wrote {args.out}: per-utterance normalisation (the config's cmvn: utterance)")
     return EXIT_OK
 
 

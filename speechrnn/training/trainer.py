@@ -82,6 +82,17 @@ def ctc_batch_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch:
     return losses[finite].sum(), int(finite.sum()), skipped
 
 
+def configured_cmvn(config: TrainConfig, entries: list[Entry],
+                    max_utterances: int | None = None) -> GlobalCMVN | UtteranceCMVN:
+    """The normaliser ``config.cmvn`` asks for: per-utterance (nothing to compute), or global
+    statistics over up to ``max_utterances`` (default ``config.cmvn_utterances``) entries."""
+    if config.cmvn == "utterance":
+        return UtteranceCMVN()
+    if config.cmvn != "global":
+        raise ValueError(f"cmvn must be global or utterance, not {config.cmvn!r}")
+    return manifest_cmvn(entries, config.features, max_utterances or config.cmvn_utterances)
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size) from torchrun's environment; (0, 1) when run plainly."""
     if dist.is_available() and dist.is_initialized():
@@ -244,19 +255,14 @@ class Trainer:
         statistics deterministically). A fine-tuned model keeps its checkpoint's."""
         if initial is not None:
             return initial.model.cmvn
-        if self.config.cmvn == "utterance":
-            return UtteranceCMVN()
-        if self.config.cmvn != "global":
-            raise ValueError(f"cmvn must be global or utterance, not {self.config.cmvn!r}")
         saved = self.outdir / "cmvn.json"
-        if saved.exists():
+        if self.config.cmvn == "global" and saved.exists():
             # A per-utterance file (`speechrnn cmvn` with a cmvn: utterance config) is replaced.
             cmvn = load_cmvn(saved)
             if isinstance(cmvn, GlobalCMVN):
                 return cmvn
-        cmvn = manifest_cmvn(self.train_entries, self.config.features,
-                             self.config.cmvn_utterances)
-        if self.rank == 0:
+        cmvn = configured_cmvn(self.config, self.train_entries)
+        if isinstance(cmvn, GlobalCMVN) and self.rank == 0:
             cmvn.save(saved)
         return cmvn
 
