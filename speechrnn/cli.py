@@ -171,14 +171,16 @@ def _read_lexicon(path: Path) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def add_decoding_options(parser: argparse.ArgumentParser, lm_default: str) -> None:
+def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint folder or bundled model name "
                         "(default: the bundled English model)")
-    parser.add_argument("--lm", default=lm_default,
-                        help="ARPA file, 'default' (the model's own LM) or 'none'")
+    parser.add_argument("--lm", default="default",
+                        help="ARPA file, 'default' (the model's own LM, when it ships one) "
+                        "or 'none'")
     parser.add_argument("--beam", type=int, default=16, help="beam width (1 + no LM: greedy)")
     parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
-    parser.add_argument("--beta", type=float, help="word insertion bonus")
+    parser.add_argument("--beta", type=float, help="word insertion bonus (default: the "
+                        "model's tuned with an LM, 0 without)")
     parser.add_argument("--lexicon", type=Path, metavar="FILE",
                         help="only output these words (one per line; first field of each line)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -231,7 +233,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_evaluate(commands) -> None:
     parser = commands.add_parser("evaluate", help="decode a manifest and score it")
-    add_decoding_options(parser, lm_default="none")
+    add_decoding_options(parser)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(handler=cmd_evaluate)
@@ -317,7 +319,7 @@ def add_transcribe(commands) -> None:
 
     parser = commands.add_parser("transcribe", help="audio files → text with word times")
     parser.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns")
-    add_decoding_options(parser, lm_default="default")
+    add_decoding_options(parser)
     parser.add_argument("--format", default="text", choices=FORMATS)
     parser.add_argument("--output", type=Path, help="write one file per input here")
     parser.add_argument("--stream", action="store_true",

@@ -90,10 +90,17 @@ class Transcriber:
             self.decoder = BeamSearchDecoder(
                 tokenizer, ArpaLM.load(lm_path) if lm_path else None, beam=beam,
                 alpha=decoding.get("alpha", 0.5) if alpha is None else alpha,
-                beta=decoding.get("beta", 1.0) if beta is None else beta,
+                beta=self._default_beta(decoding, lm_path) if beta is None else beta,
                 frame_shift=frame_shift, lexicon=lexicon)
         self.lm_path = lm_path
         self.lexicon_size = None if lexicon is None else len(lexicon)
+
+    @staticmethod
+    def _default_beta(decoding: dict, lm_path: Path | None) -> float:
+        """The model's tuned word bonus goes with an LM: it was tuned to offset the LM's
+        per-word cost. Without an LM nothing is there to offset, and the bonus would only
+        push the beam search towards splitting words, so it is 0."""
+        return decoding.get("beta", 1.0) if lm_path is not None else 0.0
 
     def _lm_path(self, lm) -> Path | None:
         if lm is None or str(lm) == "none":

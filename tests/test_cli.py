@@ -15,7 +15,7 @@ import soundfile as sf
 
 from speechrnn import audio
 from speechrnn.cli import main
-from speechrnn.transcriber import Transcriber, split_at_pauses
+from speechrnn.transcriber import Transcriber, resolve_model, split_at_pauses
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -116,12 +116,17 @@ def test_pickled_model_is_refused_and_never_run(tmp_path, an4_files):
 
 def test_evaluate_writes_hyps_report_and_summary(prepared, tmp_path):
     out = tmp_path / "eval"
+    # No --lm: like transcribe, the bundled model decodes with its own LM and tuned weights.
     result = run("evaluate", "--manifest", str(prepared["an4-mini"] / "test.jsonl"),
-                 "--out", str(out), "--lm", "default")
+                 "--out", str(out))
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["utterances"] == 10 and 0.0 <= summary["wer"] <= 2.0
     assert summary["rtf"] > 0 and summary["decoder"]["decoder"] == "BeamSearchDecoder"
+    decoding = json.loads((resolve_model(None) / "config.json").read_text())["decoding"]
+    assert summary["decoder"]["lm"].endswith("lm.arpa.gz")
+    assert (summary["decoder"]["alpha"], summary["decoder"]["beta"]) == (
+        decoding["alpha"], decoding["beta"])
     hyps = [json.loads(x) for x in (out / "hyp.jsonl").read_text().splitlines()]
     assert len(hyps) == 10 and (out / "hyp.trn").exists() and (out / "report.txt").exists()
     scored = run("score", "--ref", str(out / "ref.trn"), "--hyp", str(out / "hyp.trn"),
@@ -144,6 +149,9 @@ def test_evaluate_with_a_lexicon_outputs_only_its_words(prepared, tmp_path):
         outputs[name] = [w for line in (tmp_path / name / "hyp.jsonl").read_text().splitlines()
                          for w in json.loads(line)["text"].split()]
     assert set(outputs["free"]) - set(words)  # the bundled model alone spells other words
+    # Its tuned word bonus belongs to its LM: a beam search without one gets none.
+    free = json.loads((tmp_path / "free" / "summary.json").read_text())["decoder"]
+    assert free["lm"] == "none" and free["beta"] == 0.0
     assert outputs["closed"] and set(outputs["closed"]) <= set(words)
     summary = json.loads((tmp_path / "closed" / "summary.json").read_text())
     assert summary["decoder"]["lexicon_words"] == len(words)
