@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -320,6 +321,20 @@ def test_checkpoint_refuses_pickles_and_unknown_versions(tmp_path):
     with pytest.raises(CheckpointError, match="cannot load checkpoint"):
         load_checkpoint(folder)
     assert not marker.exists()
+
+
+def test_checkpoint_files_follow_the_umask(prepared, tmp_path):
+    """Weights as readable as the JSON beside them: a model folder shared with a group."""
+    previous = os.umask(0o027)
+    try:
+        Trainer(yesno_config(prepared, "max_steps=1", "epochs=1"), tmp_path / "exp").fit()
+        average_checkpoints([tmp_path / "exp" / "last"], tmp_path / "avg")
+    finally:
+        os.umask(previous)
+    files = [*(tmp_path / "exp" / "last").iterdir(), *(tmp_path / "avg").iterdir()]
+    assert {f.name for f in files} >= {"model.safetensors", "trainer.safetensors"}
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o640, file
 
 
 def test_average_checkpoints(prepared, tmp_path):

@@ -18,9 +18,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from speechrnn.training.checkpoint import CheckpointError, atomic_directory, read_config, resolve
+from speechrnn.training.checkpoint import (
+    CheckpointError,
+    atomic_directory,
+    read_config,
+    resolve,
+    write_tensors,
+)
 
 
 def package(model: Path, out: Path, lm: Path | None, decoding: dict, description: str,
@@ -31,8 +37,8 @@ def package(model: Path, out: Path, lm: Path | None, decoding: dict, description
     weights = load_file(str(source / "model.safetensors"))
 
     def write(folder: Path) -> None:
-        save_file({name: tensor.half().contiguous() for name, tensor in weights.items()},
-                  str(folder / "model.safetensors"))
+        write_tensors({name: tensor.half().contiguous() for name, tensor in weights.items()},
+                      folder / "model.safetensors")
         for name in ("tokenizer.json", "cmvn.json"):
             shutil.copy2(source / name, folder / name)
         if lm is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
@@ -50,6 +50,13 @@ class Checkpoint:
         return self.features.frame_shift * self.model.subsampling_factor
 
 
+def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``tensors`` as safetensors. Not with safetensors' ``save_file``: it creates the
+    file readable by its owner only (0600) whatever the umask, so a model folder shared on a
+    server had readable JSON beside unreadable weights; a plain write follows the umask."""
+    Path(path).write_bytes(save(tensors))
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
 
@@ -60,7 +67,7 @@ def save_model(directory: Path, model: AcousticModel, feature_config: FeatureCon
                extra: dict | None = None) -> None:
     """Write the inference part of a checkpoint into ``directory`` (which must exist)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"))
+    write_tensors(state, directory / "model.safetensors")
     _write_json(directory / "config.json", {
         "format_version": FORMAT_VERSION,
         "model": config_dict(model.config),
@@ -173,7 +180,7 @@ def unflatten_state(skeleton, tensors: dict):
 
 def save_trainer_state(directory: Path, state: dict) -> None:
     skeleton, tensors = flatten_state(state)
-    save_file(tensors, str(directory / "trainer.safetensors"))
+    write_tensors(tensors, directory / "trainer.safetensors")
     _write_json(directory / "trainer.json", skeleton)
 
 
@@ -202,7 +209,7 @@ def average_checkpoints(paths: list[Path], output: Path) -> None:
 
     def write(directory: Path) -> None:
         source = resolve(paths[-1])
-        save_file(averaged, str(directory / "model.safetensors"))
+        write_tensors(averaged, directory / "model.safetensors")
         for name in ("tokenizer.json", "cmvn.json"):
             shutil.copy(source / name, directory / name)
         config = dict(configs[-1])
