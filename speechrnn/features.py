@@ -130,28 +130,43 @@ def _power(spectrum: torch.Tensor, out: torch.Tensor | None = None) -> torch.Ten
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})  # fused multiply-adds: ~8% faster
-def _chain_product(parts, first, low_weight, high_weight, out):
+def _chain_product(parts, starts, low_weight, high_weight, out):
     """``out[n, m] = Σ_k |X[n, k]|² W[k, m]`` for a filterbank W in chain form (see
-    _MelFilterbank): bin k feeds filter ``first[k]`` and the next one. ``parts`` is the
-    spectrum as (frames, bins, 2) real and imaginary parts; ``out`` is (frames, filters)."""
+    _MelFilterbank): the bins ``starts[m]:starts[m + 1]`` feed filter m with ``low_weight``
+    and filter m + 1 with ``high_weight``. ``parts`` is the spectrum as (frames, bins, 2) real
+    and imaginary parts; ``out`` is (frames, filters).
+
+    Four frames at a time, unrolled by hand: one frame's sums are a chain of dependent
+    multiply-adds that waits on each result, four independent chains keep the core busy
+    (~25% faster than one frame; numba keeps small arrays in memory, so no loop over them).
+    The last group re-reads the last frame instead of branching; its writes are idempotent."""
+    frames = parts.shape[0]
     filters = out.shape[1]
-    bins = parts.shape[1]
-    for n in range(parts.shape[0]):
-        out[n, :] = 0.0
-        current = first[0]
-        low = high = np.float32(0.0)
-        for k in range(bins + 1):
-            if k == bins or first[k] != current:
-                out[n, current] += low
-                if current + 1 < filters:
-                    out[n, current + 1] += high
-                if k == bins:
-                    break
-                current = first[k]
-                low = high = np.float32(0.0)
-            power = parts[n, k, 0] * parts[n, k, 0] + parts[n, k, 1] * parts[n, k, 1]
-            low += low_weight[k] * power
-            high += high_weight[k] * power
+    last = frames - 1
+    for n in range(0, frames, 4):
+        r0, r1, r2, r3 = n, min(n + 1, last), min(n + 2, last), min(n + 3, last)
+        c0 = c1 = c2 = c3 = np.float32(0.0)  # the previous segment's share of filter m
+        for m in range(filters):
+            l0 = l1 = l2 = l3 = h0 = h1 = h2 = h3 = np.float32(0.0)
+            for k in range(starts[m], starts[m + 1]):
+                low, high = low_weight[k], high_weight[k]
+                p0 = parts[r0, k, 0] * parts[r0, k, 0] + parts[r0, k, 1] * parts[r0, k, 1]
+                p1 = parts[r1, k, 0] * parts[r1, k, 0] + parts[r1, k, 1] * parts[r1, k, 1]
+                p2 = parts[r2, k, 0] * parts[r2, k, 0] + parts[r2, k, 1] * parts[r2, k, 1]
+                p3 = parts[r3, k, 0] * parts[r3, k, 0] + parts[r3, k, 1] * parts[r3, k, 1]
+                l0 += low * p0
+                l1 += low * p1
+                l2 += low * p2
+                l3 += low * p3
+                h0 += high * p0
+                h1 += high * p1
+                h2 += high * p2
+                h3 += high * p3
+            out[r0, m] = l0 + c0
+            out[r1, m] = l1 + c1
+            out[r2, m] = l2 + c2
+            out[r3, m] = l3 + c3
+            c0, c1, c2, c3 = h0, h1, h2, h3
 
 
 class _MelFilterbank(nn.Module):
@@ -178,7 +193,10 @@ class _MelFilterbank(nn.Module):
         chain[rows, next_filter] += high
         if not torch.equal(chain, weight):
             raise ValueError("filterbank has a bin that feeds non-adjacent filters")
-        self.chain = (first.numpy().astype(np.int64), low.float().numpy(), high.float().numpy())
+        # Bins of one `first` value are contiguous: filter m's segment starts where m begins.
+        starts = torch.searchsorted(first, torch.arange(filters + 1))
+        starts[-1] = bins
+        self.chain = (starts.numpy().astype(np.int64), low.float().numpy(), high.float().numpy())
 
     def forward(self, spectrum: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """(..., bins) complex → (..., filters), written into ``out`` when given."""
