@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch.utils.data import DataLoader
 
 from speechrnn import audio
 from speechrnn.data import ASRDataset, BucketingSampler, collate, read_manifest
+from speechrnn.data.dataset import preload_audio
 from speechrnn.data.sampler import padding_waste
 from speechrnn.features import Fbank, FeatureConfig
 from speechrnn.text import CharTokenizer
@@ -72,3 +75,28 @@ def test_unreadable_audio_is_skipped_not_fatal(tmp_path, prepared):
     dataset = ASRDataset(entries, CharTokenizer.build(e.text for e in entries))
     batch = collate([dataset[i] for i in range(3)])
     assert batch.skipped == 1 and len(batch.ids) == 2 and entries[1].id not in batch.ids
+
+
+def test_audio_cache_shares_repeats_and_leaves_unreadable_audio_to_the_dataset(
+        tmp_path, prepared, monkeypatch):
+    entries = read_manifest(prepared["an4-mini"] / "test.jsonl")[:3]
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    entries[1].audio = str(broken)
+    repeat = replace(entries[0], id=entries[0].id + "#2")
+    cache = preload_audio(entries + [repeat], 16000)
+    assert len(cache) == 2  # the repeat reads the same samples; the broken file is left out
+    expected = audio.load(entries[2].audio, 16000)
+
+    def decode_again(entry, sample_rate):  # only the uncached (broken) entry may get here
+        assert entry.audio == str(broken)
+        return audio.load(entry.audio, sample_rate)
+
+    monkeypatch.setattr("speechrnn.data.dataset.load_entry", decode_again)
+    dataset = ASRDataset(entries + [repeat], CharTokenizer.build(e.text for e in entries),
+                         audio_cache=cache)
+    batch = collate([dataset[i] for i in range(4)])
+    assert batch.skipped == 1 and entries[1].id not in batch.ids
+    assert torch.equal(batch.inputs[batch.ids.index(repeat.id)],
+                       batch.inputs[batch.ids.index(entries[0].id)])
+    assert torch.equal(dataset[2].signal, expected)

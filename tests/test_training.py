@@ -162,6 +162,21 @@ def test_resume_continues_exactly(prepared, tmp_path):
         assert torch.equal(full[key], resumed[key]), key
 
 
+def test_audio_cache_trains_exactly_as_decoding_every_epoch(prepared, tmp_path):
+    options = ("max_steps=12", "epochs=50", "augment.speed_perturb=[0.9,1.0,1.1]",
+               "data.num_workers=1")
+    plain = Trainer(yesno_config(prepared, *options), tmp_path / "plain")
+    cached = Trainer(yesno_config(prepared, *options, "data.cache_audio=true"), tmp_path / "cached")
+    assert plain.audio_cache is None
+    assert len(cached.audio_cache) == len(plain.train_entries) + len(plain.dev_entries)
+    plain.fit()
+    cached.fit()
+    assert plain.history == cached.history
+    weights = load_file(str(tmp_path / "plain" / "last" / "model.safetensors"))
+    for key, value in load_file(str(tmp_path / "cached" / "last" / "model.safetensors")).items():
+        assert torch.equal(weights[key], value), key
+
+
 def test_specaugment_starts_at_the_configured_epoch(prepared, tmp_path):
     config = yesno_config(prepared, "augment.specaugment=true",
                           "augment.specaugment_from_epoch=3", "epochs=4")

@@ -29,7 +29,14 @@ import yaml
 from torch.utils.data import DataLoader
 
 from speechrnn.augment import VTLP, AddNoise, BandLimit, FeatureChain, SpecAugment, SpeedPerturb
-from speechrnn.data.dataset import ASRDataset, Batch, collate, manifest_cmvn
+from speechrnn.data.dataset import (
+    ASRDataset,
+    AudioCache,
+    Batch,
+    collate,
+    manifest_cmvn,
+    preload_audio,
+)
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
 from speechrnn.decoding.greedy import greedy_ids
@@ -144,6 +151,7 @@ class Trainer:
         self.vtlp = VTLP.for_features(config.features, tuple(options.vtlp)) \
             if options.vtlp else None
         self.gpu_feature_transform: FeatureChain | None = None
+        self.audio_cache = self._preload() if config.data.cache_audio else None
         self.train_set = self._dataset(self.train_entries, train=True)
         frames = [self._frames(e.duration) for e in self.train_set.entries]
         self.sampler = BucketingSampler(
@@ -276,6 +284,17 @@ class Trainer:
                                    momentum=options.momentum, weight_decay=options.weight_decay)
         raise ValueError(f"unknown optimiser {options.name!r} (adamw | sgd)")
 
+    def _preload(self) -> AudioCache:
+        """Every train and dev waveform, decoded once (data.cache_audio)."""
+        started = time.time()
+        rate = self.config.features.sample_rate
+        cache = preload_audio(self.train_entries + self.dev_entries, rate,
+                              threads=max(1, self.config.data.num_workers, torch.get_num_threads()))
+        samples = sum(waveform.numel() for waveform in cache.values())
+        log.info("cached %d waveforms (%.2f h, %.0f MB) in %.0f s", len(cache),
+                 samples / rate / 3600, samples * 4 / 2**20, time.time() - started)
+        return cache
+
     def _dataset(self, entries: list[Entry], train: bool) -> ASRDataset:
         """Features in the workers on CPU; on GPU the workers only load audio."""
         options = self.config.augment
@@ -293,7 +312,8 @@ class Trainer:
             entries, self.tokenizer, rate,
             extractor=None if on_gpu else build_features(self.config.features),
             waveform_transforms=waveform_transforms,
-            dither=self.config.features.dither if train else 0.0, seed=self.config.seed)
+            dither=self.config.features.dither if train else 0.0, seed=self.config.seed,
+            audio_cache=self.audio_cache)
 
     def _loader(self, dataset: ASRDataset, sampler) -> DataLoader:
         workers = self.config.data.num_workers
