@@ -172,8 +172,10 @@ def _read_lexicon(path: Path) -> list[str]:
 
 
 def add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="checkpoint folder or bundled model name "
-                        "(default: the bundled English model)")
+    parser.add_argument("--model", action="append",
+                        help="checkpoint folder or bundled model name (default: the bundled "
+                        "English model); give it again for an ensemble, whose frame "
+                        "posteriors are averaged (the first model's LM and weights apply)")
     parser.add_argument("--lm", default="default",
                         help="ARPA file, 'default' (the model's own LM, when it ships one) "
                         "or 'none'")

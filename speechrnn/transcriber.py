@@ -9,6 +9,7 @@ chunk, features and recurrent state are carried over, and partial text comes out
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -51,6 +52,21 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     raise CheckpointError(f"{name}: no such model folder or bundled model ({available})")
 
 
+def check_ensemble(checkpoints: Sequence[Checkpoint]) -> None:
+    """Models whose posteriors can be averaged: the same output symbols in the same order,
+    the same audio rate and the same output frame rate (CheckpointError otherwise)."""
+    first = checkpoints[0]
+    for other in checkpoints[1:]:
+        for what, mine, theirs in [
+            ("tokenizer", first.tokenizer.to_dict(), other.tokenizer.to_dict()),
+            ("sample rate", first.features.config.sample_rate, other.features.config.sample_rate),
+            ("output frame shift", first.frame_shift, other.frame_shift),
+        ]:
+            if mine != theirs:
+                raise CheckpointError(f"{other.path}: its {what} differs from {first.path}'s; "
+                                      "an ensemble needs the same")
+
+
 @dataclass
 class Transcript:
     text: str
@@ -70,13 +86,19 @@ class Transcriber:
     uses that ARPA file; None/"none" decodes without LM (greedy when ``beam`` ≤ 1).
     ``lexicon``: when given, the beam search outputs only these words (closed-vocabulary
     tasks such as yes/no or digit strings).
+    ``model`` may be a list of checkpoints: an ensemble, whose posteriors are averaged frame by
+    frame (see :meth:`log_probs`); the first one's decoding settings and LM apply.
     """
 
-    def __init__(self, model: str | Path | None = None, lm: str | Path | None = "default",
+    def __init__(self, model: str | Path | Sequence[str | Path] | None = None,
+                 lm: str | Path | None = "default",
                  beam: int = 16, alpha: float | None = None, beta: float | None = None,
                  device: str = "cpu", max_segment: float = 20.0,
                  lexicon: Sequence[str] | None = None):
-        self.checkpoint: Checkpoint = load_checkpoint(resolve_model(model), device)
+        names = [model] if model is None or isinstance(model, (str, Path)) else list(model)
+        self.checkpoints = [load_checkpoint(resolve_model(name), device) for name in names]
+        check_ensemble(self.checkpoints)
+        self.checkpoint: Checkpoint = self.checkpoints[0]
         self.device = torch.device(device)
         self.max_segment = max_segment
         self.sample_rate = self.checkpoint.features.config.sample_rate
@@ -114,7 +136,9 @@ class Transcriber:
 
     def settings(self) -> dict:
         decoder = self.decoder
-        return {"model": str(self.checkpoint.path), "lm": str(self.lm_path or "none"),
+        paths = [str(checkpoint.path) for checkpoint in self.checkpoints]
+        return {"model": paths[0] if len(paths) == 1 else paths,
+                "lm": str(self.lm_path or "none"),
                 "decoder": type(decoder).__name__, "beam": getattr(decoder, "beam", 1),
                 "alpha": getattr(decoder, "alpha", None), "beta": getattr(decoder, "beta", None),
                 "lexicon_words": self.lexicon_size}
@@ -137,7 +161,7 @@ class Transcriber:
     def transcribe_waveform(self, waveform: torch.Tensor) -> Transcript:
         duration = waveform.numel() / self.sample_rate
         segments = split_at_pauses(waveform, self.sample_rate, self.max_segment)
-        win = self.checkpoint.features.analysis.win_length
+        win = max(c.features.analysis.win_length for c in self.checkpoints)
         pieces = [waveform[s:e] for s, e in segments if e - s >= win]
         starts = [s / self.sample_rate for s, e in segments if e - s >= win]
         if not pieces:
@@ -153,13 +177,24 @@ class Transcriber:
         return Transcript(" ".join(texts), words, duration)
 
     def log_probs(self, waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model posteriors for a list of waveforms, as one padded batch."""
+        """Model posteriors for a list of waveforms, as one padded batch: (B, T, V) log
+        probabilities and (B,) frame counts. An ensemble's are the log of its members' mean
+        probabilities (each member with its own features and normalisation)."""
         lengths = torch.tensor([w.numel() for w in waveforms])
         padded = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True).to(self.device)
+        members, counts = [], None
         with torch.inference_mode():
-            features, frames = self.checkpoint.features(padded, lengths)
-            log_probs, out_lengths = self.checkpoint.model(features, frames)
-        return log_probs.float().cpu(), out_lengths
+            for checkpoint in self.checkpoints:
+                features, frames = checkpoint.features(padded, lengths)
+                log_probs, out_lengths = checkpoint.model(features, frames)
+                members.append(log_probs.float().cpu())
+                if counts is not None and not torch.equal(out_lengths.cpu(), counts):
+                    raise CheckpointError(f"{checkpoint.path}: its output frame counts differ "
+                                          "from the first model's; it cannot join the ensemble")
+                counts = out_lengths.cpu()
+        if len(members) == 1:
+            return members[0], counts
+        return torch.logsumexp(torch.stack(members), 0) - math.log(len(members)), counts
 
     def manifest_log_probs(self, entries: Sequence[Entry], batch: int = 32
                            ) -> list[torch.Tensor]:
@@ -175,6 +210,8 @@ class Transcriber:
 
     def stream(self) -> StreamingSession:
         """A streaming session (unidirectional models only; raises ValueError otherwise)."""
+        if len(self.checkpoints) > 1:
+            raise ValueError("streaming decodes one model, not an ensemble")
         check_streamable(self.checkpoint.model)
         return StreamingSession(self)
 

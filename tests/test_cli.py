@@ -6,15 +6,20 @@ import dataclasses
 import json
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from safetensors.torch import load_file
 
 from speechrnn import audio
 from speechrnn.cli import main
+from speechrnn.data.manifest import read_manifest
+from speechrnn.training.checkpoint import write_tensors
 from speechrnn.transcriber import Transcriber, resolve_model, split_at_pauses
 
 
@@ -132,6 +137,42 @@ def test_evaluate_writes_hyps_report_and_summary(prepared, tmp_path):
     scored = run("score", "--ref", str(out / "ref.trn"), "--hyp", str(out / "hyp.trn"),
                  "--json")
     assert json.loads(scored.stdout)["wer"] == pytest.approx(summary["wer"])
+
+
+def test_an_ensemble_averages_its_members_posteriors(prepared, yesno_model, tmp_path):
+    model_dir, _ = yesno_model
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    generator = torch.Generator().manual_seed(0)
+    weights = load_file(str(other / "model.safetensors"))
+    write_tensors({name: value + 0.05 * torch.randn(value.shape, generator=generator)
+                   for name, value in weights.items()}, other / "model.safetensors")
+    manifest = prepared["yesno"] / "test.jsonl"
+    waves = [audio.load(e.audio, 8000) for e in read_manifest(manifest)[:4]]
+    (first, lengths), (second, _) = [Transcriber(m, lm=None, beam=1).log_probs(waves)
+                                     for m in (model_dir, other)]
+    ensemble = Transcriber([model_dir, other], lm=None, beam=1)
+    averaged, averaged_lengths = ensemble.log_probs(waves)
+    assert torch.equal(averaged_lengths, lengths)
+    assert not torch.allclose(first, second, atol=1e-2)  # the members differ
+    assert torch.allclose(averaged, ((first.exp() + second.exp()) / 2).log(), atol=1e-5)
+    with pytest.raises(ValueError, match="ensemble"):
+        ensemble.stream()
+    result = run("evaluate", "--model", str(model_dir), "--model", str(other), "--lm", "none",
+                 "--beam", "1", "--manifest", str(manifest), "--out", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["decoder"]["model"] == [str(model_dir), str(other)]
+    # Members must share the output symbols: a reordered alphabet is refused, by name.
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(model_dir, shuffled)
+    tokenizer = json.loads((shuffled / "tokenizer.json").read_text())
+    tokenizer["symbols"] = tokenizer["symbols"][:2] + tokenizer["symbols"][:1:-1]
+    (shuffled / "tokenizer.json").write_text(json.dumps(tokenizer))
+    result = run("evaluate", "--model", str(model_dir), "--model", str(shuffled),
+                 "--manifest", str(manifest), "--out", str(tmp_path / "refused"))
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+    assert "shuffled" in result.stderr and "tokenizer" in result.stderr
 
 
 def test_evaluate_with_a_lexicon_outputs_only_its_words(prepared, tmp_path):

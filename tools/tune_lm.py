@@ -25,7 +25,8 @@ from speechrnn.transcriber import Transcriber
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, action="append",
+                        help="checkpoint folder; again for an ensemble (posteriors averaged)")
     parser.add_argument("--lm", required=True)
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--beam", type=int, default=16)
@@ -35,7 +36,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep --json if it was tuned with the same inputs and grid")
     args = parser.parse_args()
-    setup = {"model": _digest(args.model), "lm": _digest(args.lm),
+    models = [_digest(model) for model in args.model]
+    setup = {"model": models[0] if len(models) == 1 else models, "lm": _digest(args.lm),
              "manifest": _digest(args.manifest), "beam": args.beam,
              "alphas": args.alphas, "betas": args.betas}
     if args.reuse and args.json and Path(args.json).exists():
