@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from speechrnn import audio
 from speechrnn.data import ASRDataset, BucketingSampler, collate, read_manifest
-from speechrnn.data.dataset import preload_audio
+from speechrnn.data.dataset import manifest_cmvn, preload_audio
 from speechrnn.data.sampler import padding_waste
 from speechrnn.features import Fbank, FeatureConfig
 from speechrnn.text import CharTokenizer
@@ -100,3 +100,17 @@ def test_audio_cache_shares_repeats_and_leaves_unreadable_audio_to_the_dataset(
     assert torch.equal(batch.inputs[batch.ids.index(repeat.id)],
                        batch.inputs[batch.ids.index(entries[0].id)])
     assert torch.equal(dataset[2].signal, expected)
+
+
+def test_global_cmvn_reads_cached_waveforms_instead_of_decoding_again(prepared, monkeypatch):
+    entries = read_manifest(prepared["an4-mini"] / "test.jsonl")[:4]
+    config = FeatureConfig(sample_rate=16000)
+    decoded = manifest_cmvn(entries, config)
+    cache = preload_audio(entries, 16000)
+
+    def no_decoding(entry, sample_rate):
+        raise AssertionError(f"{entry.audio} decoded although it is cached")
+
+    monkeypatch.setattr("speechrnn.data.dataset.load_entry", no_decoding)
+    cached = manifest_cmvn(entries, config, audio_cache=cache)
+    assert torch.equal(cached.mean, decoded.mean) and torch.equal(cached.std, decoded.std)

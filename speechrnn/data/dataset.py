@@ -93,17 +93,20 @@ def preload_audio(entries: Sequence[Entry], sample_rate: int, threads: int = 1) 
                 if waveform is not None}
 
 
-def manifest_cmvn(entries: Sequence[Entry], config: FeatureConfig,
-                  max_utterances: int = 2000) -> GlobalCMVN:
+def manifest_cmvn(entries: Sequence[Entry], config: FeatureConfig, max_utterances: int = 2000,
+                  audio_cache: AudioCache | None = None) -> GlobalCMVN:
     """Global CMVN over up to ``max_utterances`` evenly spaced entries, one in memory at a
-    time; unreadable or shorter-than-a-frame audio is reported and skipped."""
+    time; waveforms in ``audio_cache`` are not decoded again. Unreadable or
+    shorter-than-a-frame audio is reported and skipped."""
     extractor = build_features(config)
     step = max(1, len(entries) // max_utterances)
 
     def waveforms():
         for entry in entries[::step]:
+            waveform = audio_cache.get(_cache_key(entry)) if audio_cache else None
             try:
-                waveform = load_entry(entry, config.sample_rate)
+                if waveform is None:
+                    waveform = load_entry(entry, config.sample_rate)
             except audio.AudioError as error:
                 log.warning("CMVN: skipping %s", error)
                 continue

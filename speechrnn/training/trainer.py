@@ -89,15 +89,17 @@ def ctc_batch_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch:
     return losses[finite].sum(), int(finite.sum()), skipped
 
 
-def configured_cmvn(config: TrainConfig, entries: list[Entry],
-                    max_utterances: int | None = None) -> GlobalCMVN | UtteranceCMVN:
+def configured_cmvn(config: TrainConfig, entries: list[Entry], max_utterances: int | None = None,
+                    audio_cache: AudioCache | None = None) -> GlobalCMVN | UtteranceCMVN:
     """The normaliser ``config.cmvn`` asks for: per-utterance (nothing to compute), or global
-    statistics over up to ``max_utterances`` (default ``config.cmvn_utterances``) entries."""
+    statistics over up to ``max_utterances`` (default ``config.cmvn_utterances``) entries,
+    reading waveforms from ``audio_cache`` where it has them."""
     if config.cmvn == "utterance":
         return UtteranceCMVN()
     if config.cmvn != "global":
         raise ValueError(f"cmvn must be global or utterance, not {config.cmvn!r}")
-    return manifest_cmvn(entries, config.features, max_utterances or config.cmvn_utterances)
+    return manifest_cmvn(entries, config.features, max_utterances or config.cmvn_utterances,
+                         audio_cache)
 
 
 def _distributed() -> tuple[int, int]:
@@ -133,6 +135,8 @@ class Trainer:
         config.model.input_dim = self.features.dim
         config.model.vocab_size = len(self.tokenizer)
         self.model = AcousticModel(config.model)
+        # Before the CMVN pass, which then reads the cached waveforms instead of decoding them.
+        self.audio_cache = self._preload() if config.data.cache_audio else None
         self.model.cmvn = self._cmvn(resume, initial)
         if initial is not None and not resume:  # a resumed run restores its own weights
             self.model.load_state_dict(initial.model.state_dict())
@@ -151,7 +155,6 @@ class Trainer:
         self.vtlp = VTLP.for_features(config.features, tuple(options.vtlp)) \
             if options.vtlp else None
         self.gpu_feature_transform: FeatureChain | None = None
-        self.audio_cache = self._preload() if config.data.cache_audio else None
         self.train_set = self._dataset(self.train_entries, train=True)
         frames = [self._frames(e.duration) for e in self.train_set.entries]
         self.sampler = BucketingSampler(
@@ -269,7 +272,7 @@ class Trainer:
             cmvn = load_cmvn(saved)
             if isinstance(cmvn, GlobalCMVN):
                 return cmvn
-        cmvn = configured_cmvn(self.config, self.train_entries)
+        cmvn = configured_cmvn(self.config, self.train_entries, audio_cache=self.audio_cache)
         if isinstance(cmvn, GlobalCMVN) and self.rank == 0:
             cmvn.save(saved)
         return cmvn
@@ -289,7 +292,7 @@ class Trainer:
         started = time.time()
         rate = self.config.features.sample_rate
         cache = preload_audio(self.train_entries + self.dev_entries, rate,
-                              threads=max(1, self.config.data.num_workers, torch.get_num_threads()))
+                              threads=max(self.config.data.num_workers, torch.get_num_threads()))
         samples = sum(waveform.numel() for waveform in cache.values())
         log.info("cached %d waveforms (%.2f h, %.0f MB) in %.0f s", len(cache),
                  samples / rate / 3600, samples * 4 / 2**20, time.time() - started)
