@@ -158,6 +158,12 @@ def test_lm_fusion_and_lexicon_mode():
     clipped = _spell("he markus", tokenizer)
     assert BeamSearchDecoder(tokenizer, None, beam=8).decode(clipped)[0].text == "he markus"
     assert lexicon.decode(clipped)[0].text == "markus"
+    # A lexicon in another case (a transcript word list) scores its words with the LM's own.
+    fused = {words: BeamSearchDecoder(tokenizer, lm, beam=8, alpha=1.0, beta=0.0,
+                                      lexicon=words).decode(log_probs)[0]
+             for words in (("hello", "markus"), ("HELLO", "Markus"))}
+    lower, upper = fused.values()
+    assert upper.text == lower.text == "hello markus" and upper.score == lower.score
 
 
 

@@ -351,8 +351,14 @@ class _Tables:
             self.ngram_keys = np.zeros(0, np.int64)
             self.ngram_logprob = self.ngram_backoff = np.zeros(0)
             self.order, self.unk_logprob = 1, -100.0
-        vocabulary = list(lexicon) if lexicon is not None else [
-            w for w in self.word_ids if w not in (BOS, EOS, UNK)]
+        lm_words = [w for w in self.word_ids if w not in (BOS, EOS, UNK)]
+        vocabulary = lm_words
+        if lexicon is not None:
+            # A lexicon word is the LM's word of the same spelling ("WE" of a transcript word
+            # list is the LM's "we"); only words the LM lacks get ids of their own.
+            by_spelling = {tokenizer.normalize(w): w for w in lm_words}
+            vocabulary = list(dict.fromkeys(by_spelling.get(tokenizer.normalize(w), w)
+                                            for w in lexicon))
         for word in vocabulary:
             self.word_ids.setdefault(word, len(self.word_ids))
         self.bos_id = self.word_ids.get(BOS, -1)
