@@ -48,6 +48,25 @@ def test_output_lengths_come_from_the_modules():
     assert stack.output_lengths(torch.tensor([100])).tolist() == [34]
 
 
+def test_intermediate_outputs_are_the_truncated_stack_through_the_output_layer():
+    torch.manual_seed(0)
+    deep = build_model(ModelConfig(input_dim=40, vocab_size=12, hidden=32, layers=3)).eval()
+    shallow = build_model(ModelConfig(input_dim=40, vocab_size=12, hidden=32, layers=1)).eval()
+    state = {k: v for k, v in deep.state_dict().items() if not k.startswith(("rnns.", "norms."))
+             or k.startswith(("rnns.0.", "norms.0."))}
+    shallow.load_state_dict(state)
+    features, lengths = torch.randn(2, 60, 40), torch.tensor([60, 41])
+    with torch.no_grad():
+        final, out_lengths, (first, third) = deep(features, lengths, intermediate_layers=(1, 3))
+        expected_first, _ = shallow(features, lengths)
+        plain, _ = deep(features, lengths)
+    torch.testing.assert_close(third, final)
+    torch.testing.assert_close(final, plain)
+    for i, n in enumerate(out_lengths.tolist()):  # padded frames are arbitrary
+        torch.testing.assert_close(first[i, :n], expected_first[i, :n])
+    assert not torch.allclose(first, final)
+
+
 def test_presets_name_their_parameter_count():
     eesen = build_model(preset("eesen", input_dim=80, vocab_size=29))
     ds2 = build_model(preset("ds2", input_dim=80, vocab_size=29))

@@ -147,6 +147,47 @@ def test_ctc_loss_equals_direct_computation_and_skips_bad_targets(prepared, tmp_
     assert torch.isfinite(total)
 
 
+def test_intermediate_ctc_adds_the_weighted_lower_layer_loss(prepared, tmp_path):
+    trainer = Trainer(yesno_config(prepared, "model.layers=3", "inter_ctc_layers=[1,2]",
+                                   "inter_ctc_weight=0.4"), tmp_path)
+    batch = collate([trainer.train_set[i] for i in range(4)])
+    result = trainer.train_step(batch)
+    gradients = [p.grad.clone() for p in trainer.model.parameters()]
+    trainer.model.zero_grad()
+    final, lengths, (first, second) = trainer.model(batch.inputs, batch.input_lengths,
+                                                    intermediate_layers=(1, 2))
+    losses = [ctc_batch_loss(lp, lengths, batch)[0] / 4 for lp in (final, first, second)]
+    (0.6 * losses[0] + 0.4 * (losses[1] + losses[2]) / 2).backward()
+    # the logged loss is the final layer's alone
+    assert result.loss == pytest.approx(float(losses[0].detach()), rel=1e-5)
+    for got, expected in zip(gradients, (p.grad for p in trainer.model.parameters()), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_intermediate_ctc_teaches_the_lower_layer_to_transcribe(prepared, tmp_path):
+    options = ("max_steps=30", "epochs=100", "data.dev=", "optim.schedule=constant")
+    inter_losses = {}
+    for name, extra in (("plain", ()), ("inter", ("inter_ctc_layers=[1]",
+                                                   "inter_ctc_weight=0.5"))):
+        config = yesno_config(prepared, *options, *extra)
+        config.data.dev = ""
+        trainer = Trainer(config, tmp_path / name)
+        trainer.fit()
+        batch = collate([trainer.train_set[i] for i in range(8)])
+        trainer.model.eval()
+        with torch.no_grad():
+            _, lengths, (first,) = trainer.model(batch.inputs, batch.input_lengths,
+                                                 intermediate_layers=(1,))
+            inter_losses[name] = float(ctc_batch_loss(first, lengths, batch)[0]) / 8
+    # Untrained for it, layer 1 through the output layer is far from a transcription.
+    assert inter_losses["inter"] < 0.3 * inter_losses["plain"], inter_losses
+
+
+def test_intermediate_ctc_layers_must_lie_below_the_last(prepared, tmp_path):
+    with pytest.raises(ValueError, match="inter_ctc_layers.*1 to 1"):
+        Trainer(yesno_config(prepared, "inter_ctc_layers=[2]"), tmp_path)
+
+
 def test_resume_continues_exactly(prepared, tmp_path):
     options = ("max_steps=14", "epochs=50", "augment.specaugment=true", "model.dropout=0.2",
                "checkpoint_every=3")

@@ -198,8 +198,11 @@ class AcousticModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
-                                                                               torch.Tensor]:
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor,
+                intermediate_layers: tuple[int, ...] = ()) -> tuple:
+        """(log-probabilities, lengths); with ``intermediate_layers`` (1-based recurrent layer
+        numbers) also a list of those layers' outputs through the shared output layer, for
+        intermediate CTC losses (Lee & Watanabe 2021): (log-probs, lengths, [log-probs])."""
         lengths = lengths.cpu()
         if self.cmvn is not None:
             features = self.cmvn(features, lengths)
@@ -207,11 +210,17 @@ class AcousticModel(nn.Module):
         if self.frontend is not None:
             x, lengths = self.frontend(x, lengths)
         lengths = lengths.clamp(min=1)
-        for rnn, norm in zip(self.rnns, self.norms, strict=True):
+        intermediate = []
+        for number, (rnn, norm) in enumerate(zip(self.rnns, self.norms, strict=True), start=1):
             x = self.dropout(norm(rnn(x, lengths)))
+            if number in intermediate_layers:
+                intermediate.append(self.output(x).log_softmax(dim=-1))
         if self.lookahead is not None:
             x = self.lookahead(_mask(x, lengths))
-        return self.output(x).log_softmax(dim=-1), lengths
+        log_probs = self.output(x).log_softmax(dim=-1)
+        if intermediate_layers:
+            return log_probs, lengths, intermediate
+        return log_probs, lengths
 
 
 @dataclass

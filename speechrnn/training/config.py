@@ -80,6 +80,12 @@ class TrainConfig:
     # features, tokenizer and CMVN replace the config's, its weights the random initialisation.
     init_from: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # Intermediate CTC (Lee & Watanabe 2021): the outputs of these recurrent layers (1-based,
+    # below the last) also pass through the output layer and get a CTC loss; the loss is
+    # (1 - weight) × final + weight × mean of the intermediate ones. It regularises the
+    # lower layers; decoding is unchanged.
+    inter_ctc_layers: list[int] = field(default_factory=list)
+    inter_ctc_weight: float = 0.3
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimiser steps (tests, resume demos)
     max_minutes: float | None = None  # stop (cleanly, checkpointed) after this wall time

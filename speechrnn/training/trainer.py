@@ -135,6 +135,10 @@ class Trainer:
         config.model.input_dim = self.features.dim
         config.model.vocab_size = len(self.tokenizer)
         self.model = AcousticModel(config.model)
+        self.inter_ctc_layers = tuple(config.inter_ctc_layers)
+        if any(not 1 <= layer < config.model.layers for layer in self.inter_ctc_layers):
+            raise ValueError(f"inter_ctc_layers {list(self.inter_ctc_layers)}: each must be a "
+                             f"recurrent layer below the last (1 to {config.model.layers - 1})")
         # Before the CMVN pass, which then reads the cached waveforms instead of decoding them.
         self.audio_cache = self._preload() if config.data.cache_audio else None
         self.model.cmvn = self._cmvn(resume, initial)
@@ -355,7 +359,9 @@ class Trainer:
         context = nullcontext() if sync or self.world_size == 1 else self.ddp_model.no_sync()
         with context:
             with self._autocast():
-                log_probs, output_lengths = self.ddp_model(features, lengths)
+                log_probs, output_lengths, *extra = self.ddp_model(
+                    features, lengths, intermediate_layers=self.inter_ctc_layers)
+            intermediate = extra[0] if extra else []
             loss_sum, used, skipped = ctc_batch_loss(log_probs, output_lengths, batch)
             counts = torch.tensor([float(used), float(skipped), float(loss_sum.detach())],
                                   dtype=torch.float64, device=self.device)
@@ -363,7 +369,13 @@ class Trainer:
                 dist.all_reduce(counts)
             global_count = max(float(counts[0]), 1.0)
             scale = self.world_size / global_count / self.config.optim.accum_steps
-            self.scaler.scale(loss_sum * scale).backward()
+            objective = loss_sum
+            if intermediate:  # the logged loss stays the final layer's, comparable across runs
+                weight = self.config.inter_ctc_weight
+                inter_sum = sum(ctc_batch_loss(inter, output_lengths, batch)[0]
+                                for inter in intermediate)
+                objective = (1 - weight) * loss_sum + weight * inter_sum / len(intermediate)
+            self.scaler.scale(objective * scale).backward()
         return StepResult(float(counts[2]) / global_count, int(counts[0]), int(counts[1]))
 
     def optimizer_step(self) -> None:
