@@ -15,7 +15,7 @@ from speechrnn import audio
 from speechrnn.data import read_manifest
 from speechrnn.decoding import GreedyDecoder, greedy_ids
 from speechrnn.decoding.beam import BeamSearchDecoder, decode_many
-from speechrnn.decoding.lm import ArpaLM, KenLMAdapter, LMError, build_lm
+from speechrnn.decoding.lm import ArpaLM, KenLMAdapter, LMError, build_lm, lm_words
 from speechrnn.text import CharTokenizer
 from speechrnn.training import load_checkpoint
 
@@ -264,6 +264,19 @@ def test_flashlight_backend_shares_the_interface(data_dir):
     references = [refs[k] for k in ids]
     assert abs(error_rates(references, hyps_theirs)[0] - error_rates(references, hyps_ours)[0]) \
         < 0.15
+    # A lexicon in another case than the LM's words is scored with the LM's words.
+    lower = FlashlightDecoder(tokenizer, arpa, lexicon=[w.lower() for w in words], beam=16)
+    assert [lower.decode(torch.from_numpy(data[key]))[0].text for key in ids[:10]] \
+        == hyps_theirs[:10]
+
+
+def test_lm_words_reads_only_the_unigrams(tmp_path):
+    lm = build_lm([["we", "see", "you"], ["we", "go"]], order=3)
+    path = tmp_path / "lm.arpa"
+    lm.save(path)
+    assert lm_words(path) == lm.vocabulary == {"<s>", "</s>", "<unk>", "we", "see", "you", "go"}
+    (tmp_path / "lm.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\xff")
+    assert lm_words(tmp_path / "lm.bin") is None
 
 
 def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_model, tmp_path):

@@ -11,12 +11,39 @@ from pathlib import Path
 import torch
 
 from speechrnn.decoding.hypothesis import Hypothesis, Word
+from speechrnn.decoding.lm import lm_words
 
 SEPARATOR = "|"  # flashlight's word separator stands in for the space token
 
 
 def _token_names(tokenizer) -> list[str]:
     return [SEPARATOR if s == " " else s for s in tokenizer.symbols]
+
+
+def _lm_word_of(lm: str | Path | None, tokenizer):
+    """(word, spelling) → the LM's word of that spelling, so a lexicon in another case than
+    the LM ("WE" against the LM's "we") is not scored as unknown words by KenLM."""
+    known = lm_words(lm) if lm else None
+    if known is None and lm:
+        try:
+            import kenlm
+            known = kenlm.Model(str(lm))  # a binary: look words up in it
+        except ImportError:
+            pass
+    if known is None:
+        return lambda word, spelling: word
+    by_spelling = {}
+    if isinstance(known, set):
+        by_spelling = {tokenizer.normalize(w): w for w in sorted(known)}
+
+    def lookup(word: str, spelling: str) -> str:
+        if spelling in by_spelling:
+            return by_spelling[spelling]
+        for candidate in (word, spelling, spelling.upper()):
+            if candidate in known:
+                return candidate
+        return word
+    return lookup
 
 
 class FlashlightDecoder:
@@ -37,12 +64,14 @@ class FlashlightDecoder:
         lexicon_path = None
         if lexicon is not None:
             lexicon_path = Path(self._folder.name) / "lexicon.txt"
-            lines = []
+            lm_word = _lm_word_of(lm, tokenizer)
+            lines = {}
             for word in lexicon:
                 spelling = tokenizer.normalize(word)
                 if spelling and all(ch in tokenizer.symbols and ch != " " for ch in spelling):
-                    lines.append(f"{word} {' '.join(spelling)} {SEPARATOR}\n")
-            lexicon_path.write_text("".join(lines))
+                    name = lm_word(word, spelling)
+                    lines.setdefault(name, f"{name} {' '.join(spelling)} {SEPARATOR}\n")
+            lexicon_path.write_text("".join(lines.values()))
         self._decoder = ctc_decoder(
             lexicon=str(lexicon_path) if lexicon_path else None, tokens=tokens,
             lm=str(lm) if lm else None, nbest=nbest, beam_size=beam, lm_weight=alpha,

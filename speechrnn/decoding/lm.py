@@ -140,6 +140,35 @@ class ArpaLM:
         write_arpa(path, self.ngrams)
 
 
+def lm_words(path: str | Path) -> set[str] | None:
+    """The words of an LM file: an ARPA file's unigrams (read up to its 2-grams, so a large
+    model costs little), or for a KenLM binary nothing (``None``: its vocabulary is hashed)."""
+    path = Path(path)
+    words: set[str] = set()
+    started = in_unigrams = False
+    try:
+        with _open_text(path) as handle:
+            for raw in handle:
+                line = raw.strip()
+                if not started and line:
+                    if line != "\\data\\":
+                        return None
+                    started = True
+                if line.startswith("\\"):
+                    if in_unigrams:
+                        break
+                    in_unigrams = line == "\\1-grams:"
+                elif in_unigrams and line:
+                    fields = line.split()
+                    if len(fields) >= 2:
+                        words.add(fields[1])
+    except UnicodeDecodeError:
+        return None  # a binary model
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise LMError(f"{path}: unreadable ({error})") from None
+    return words
+
+
 class KenLMAdapter:
     """The same ``score``/``sentence_score`` interface over a ``kenlm.Model`` (optional
     ``kenlm`` package; ARPA or KenLM binary files)."""
