@@ -5,7 +5,7 @@ ARPA or binary LMs) and ``cuda_ctc_decoder`` (GPU, no LM)."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ def _token_names(tokenizer) -> list[str]:
     return [SEPARATOR if s == " " else s for s in tokenizer.symbols]
 
 
-def _lm_word_of(lm: str | Path | None, tokenizer):
+def _lm_word_of(lm: str | Path | None, tokenizer) -> Callable[[str, str], str]:
     """(word, spelling) → the LM's word of that spelling, so a lexicon in another case than
     the LM ("WE" against the LM's "we") is not scored as unknown words by KenLM."""
     known = lm_words(lm) if lm else None
