@@ -24,26 +24,18 @@ def _lm_word_of(lm: str | Path | None, tokenizer) -> Callable[[str, str], str]:
     """(word, spelling) → the LM's word of that spelling, so a lexicon in another case than
     the LM ("WE" against the LM's "we") is not scored as unknown words by KenLM."""
     known = lm_words(lm) if lm else None
-    if known is None and lm:
-        try:
-            import kenlm
-            known = kenlm.Model(str(lm))  # a binary: look words up in it
-        except ImportError:
-            pass
-    if known is None:
-        return lambda word, spelling: word
-    by_spelling = {}
-    if isinstance(known, set):
+    if known is not None:  # an ARPA file: map every spelling to its LM word
         by_spelling = {tokenizer.normalize(w): w for w in sorted(known)}
-
-    def lookup(word: str, spelling: str) -> str:
-        if spelling in by_spelling:
-            return by_spelling[spelling]
-        for candidate in (word, spelling, spelling.upper()):
-            if candidate in known:
-                return candidate
-        return word
-    return lookup
+        return lambda word, spelling: by_spelling.get(spelling, word)
+    try:
+        import kenlm
+    except ImportError:
+        kenlm = None
+    if not lm or kenlm is None:
+        return lambda word, spelling: word
+    model = kenlm.Model(str(lm))  # a binary (memory-mapped): look each form up in it
+    return lambda word, spelling: next(
+        (form for form in (word, spelling, spelling.upper()) if form in model), word)
 
 
 class FlashlightDecoder:

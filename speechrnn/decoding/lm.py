@@ -145,23 +145,21 @@ def lm_words(path: str | Path) -> set[str] | None:
     model costs little), or for a KenLM binary nothing (``None``: its vocabulary is hashed)."""
     path = Path(path)
     words: set[str] = set()
-    started = in_unigrams = False
+    section = None  # None before the \\data\\ header
     try:
         with _open_text(path) as handle:
-            for raw in handle:
+            for number, raw in enumerate(handle, start=1):
                 line = raw.strip()
-                if not started and line:
-                    if line != "\\data\\":
-                        return None
-                    started = True
+                if not line:
+                    continue
+                if section is None and line != "\\data\\":
+                    return None
                 if line.startswith("\\"):
-                    if in_unigrams:
+                    section = ArpaLM._section(line, path, number)
+                    if section not in (0, 1):
                         break
-                    in_unigrams = line == "\\1-grams:"
-                elif in_unigrams and line:
-                    fields = line.split()
-                    if len(fields) >= 2:
-                        words.add(fields[1])
+                elif section == 1:
+                    words.update(line.split()[1:2])  # log10 prob, word, back-off
     except UnicodeDecodeError:
         return None  # a binary model
     except (OSError, EOFError, gzip.BadGzipFile) as error:
