@@ -40,8 +40,9 @@ def test_padding_invariance_on_gpu(cell):
             assert float((out[i, : out_lengths[i]] - alone[0]).abs().max()) < 1e-4
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_yesno_trains_on_gpu_with_amp(data_dir, tmp_path, amp):
+@pytest.mark.parametrize(("amp", "inter_ctc_layers"),
+                         [("bf16", "[]"), ("fp16", "[]"), ("bf16", "[1]")])
+def test_yesno_trains_on_gpu_with_amp(data_dir, tmp_path, amp, inter_ctc_layers):
     from speechrnn.data.prepare import prepare_corpus
     from speechrnn.training import load_config
     from speechrnn.training.trainer import Trainer
@@ -52,6 +53,7 @@ def test_yesno_trains_on_gpu_with_amp(data_dir, tmp_path, amp):
         f"data.dev={tmp_path / 'data' / 'dev.jsonl'}", "data.max_frames=4000",
         "data.num_workers=2", "features.n_mels=40", "features.sample_rate=8000",
         "model.hidden=64", "model.layers=2", "model.dropout=0.2", "optim.lr=0.005",
-        "optim.warmup_steps=5", "progress=false", "epochs=30", "device=cuda", f"amp={amp}"])
+        "optim.warmup_steps=5", "progress=false", "epochs=30", "device=cuda", f"amp={amp}",
+        f"inter_ctc_layers={inter_ctc_layers}"])
     summary = Trainer(config, tmp_path / "exp").fit()
     assert min(h["wer"] for h in summary["history"]) <= 0.05  # ≤ 2 of the 40 dev words
