@@ -9,11 +9,13 @@
 # with a closed vocabulary sets LEXICON: stage 2 writes the training transcripts' words to
 # data/lexicon.txt and stage 4's LM decoding outputs only those words (--lexicon).
 # Stages: 0 prepare · 1 CMVN · 2 LM · 3 train · 4 decode and score · 5 report.
+# --ensemble A,B decodes (stages 4-5) the runs exp/A, exp/B... together as exp/<name>, their
+# frame posteriors averaged; the members are trained by their own runs (--stop-stage 3).
 # Each stage skips work whose output exists (delete it to redo); everything is logged with
 # timestamps to exp/<name>/run.log.
 set -euo pipefail
 stage=0; stop_stage=5; data="$DEFAULT_DATA"; name="${NAME:-$(basename "$CONFIG" .yaml)}"
-extra=(); train_set="${TRAIN_SET:-train}"; test_set="${TEST_SET:-test}"
+extra=(); ensemble=""; train_set="${TRAIN_SET:-train}"; test_set="${TEST_SET:-test}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -21,7 +23,9 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
     --set) extra+=(--set "$2"); shift 2 ;;
-    *) echo "usage: $0 [--stage N] [--stop-stage N] [--data DIR] [--name NAME] [--set k=v]..." >&2
+    --ensemble) ensemble=$2; shift 2 ;;
+    *) echo "usage: $0 [--stage N] [--stop-stage N] [--data DIR] [--name NAME] [--set k=v]..." \
+            "[--ensemble NAME,NAME...]" >&2
        exit 2 ;;
   esac
 done
@@ -30,6 +34,14 @@ exp="exp/$name"
 mkdir -p data "$exp"
 log() { echo "$(date -u +%FT%TZ) [$CORPUS/$name] $*" | tee -a "$exp/run.log"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+models=(--model "$exp/best")
+if [ -n "$ensemble" ]; then
+  models=()
+  for member in ${ensemble//,/ }; do
+    [ -f "exp/$member/best/config.json" ] || { log "ensemble member exp/$member/best not trained"; exit 1; }
+    models+=(--model "exp/$member/best")
+  done
+fi
 
 if run_stage 0 && [ ! -f data/$test_set.jsonl ]; then
   log "stage 0: prepare $CORPUS from $data"
@@ -41,7 +53,7 @@ if run_stage 0 && [ -n "${WORD_SEGMENTS:-}" ] && [ ! -f data/${train_set}_words.
   python ../../tools/split_words.py data/$train_set.jsonl data/${train_set}_words.jsonl \
     2>&1 | tee -a "$exp/run.log"
 fi
-if run_stage 1 && [ ! -f "$exp/cmvn.json" ]; then
+if run_stage 1 && [ -z "$ensemble" ] && [ ! -f "$exp/cmvn.json" ]; then
   log "stage 1: CMVN over data/$train_set.jsonl (global statistics, or the config's per-utterance mode)"
   speechrnn cmvn data/$train_set.jsonl "$exp/cmvn.json" --config "conf/$CONFIG" "${extra[@]}"
 fi
@@ -59,7 +71,7 @@ open(sys.argv[2], "w").write("".join(f"{word}\n" for word in words))
 print(f"wrote {sys.argv[2]}: {len(words)} words")
 PY
 fi
-if run_stage 3 && [ ! -f "$exp/best/config.json" ]; then
+if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/best/config.json" ]; then
   log "stage 3: train with conf/$CONFIG ${extra[*]:-}"
   start=$(date +%s)
   speechrnn train --config "conf/$CONFIG" --outdir "$exp" --set progress=false "${extra[@]}" \
@@ -68,34 +80,36 @@ if run_stage 3 && [ ! -f "$exp/best/config.json" ]; then
 fi
 if run_stage 4; then
   log "stage 4: decode and score data/$test_set.jsonl"
-  speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --beam 1 --lm none \
+  speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --beam 1 --lm none \
     --out "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
   if [ -n "${TUNE_ALPHAS:-}" ]; then
     log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS)"
-    python ../../tools/tune_lm.py --model "$exp/best" --lm data/lm.arpa.gz \
+    python ../../tools/tune_lm.py "${models[@]}" --lm data/lm.arpa.gz \
       --manifest data/dev.jsonl --beam "$BEAM" --alphas $TUNE_ALPHAS --betas $TUNE_BETAS \
       --json "$exp/lm_weights.json" --reuse | tail -1 | tee -a "$exp/run.log"
     read -r ALPHA BETA < <(python -c 'import json, sys; w = json.load(open(sys.argv[1]))
 print(w["alpha"], w["beta"])' "$exp/lm_weights.json")
   fi
   log "LM decoding with alpha $ALPHA beta $BETA beam $BEAM"
-  speechrnn evaluate --model "$exp/best" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
+  speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
     --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" ${LEXICON:+--lexicon data/lexicon.txt} \
     --out "$exp/test_lm" | tail -4 | tee -a "$exp/run.log"
 fi
 if run_stage 5; then
   log "stage 5: report"
-  python ../../tools/plot_training.py "$exp" --out "$exp/curves.png" || true
-  python ../../tools/plot_alignment.py --model "$exp/best" --manifest data/$test_set.jsonl \
-    --out "$exp/posteriogram.png" || true
-  python - "$exp" <<'PY' | tee -a "$exp/run.log"
+  if [ -z "$ensemble" ]; then  # an ensemble's members have their own curves and alignments
+    python ../../tools/plot_training.py "$exp" --out "$exp/curves.png" || true
+    python ../../tools/plot_alignment.py --model "$exp/best" --manifest data/$test_set.jsonl \
+      --out "$exp/posteriogram.png" || true
+  fi
+  python - "$exp" "${models[@]}" <<'PY' | tee -a "$exp/run.log"
 import json, sys
-exp = sys.argv[1]
-config = json.load(open(f"{exp}/best/config.json"))
+exp, members = sys.argv[1], sys.argv[3::2]
+parameters = sum(json.load(open(f"{member}/config.json"))["num_parameters"] for member in members)
 for kind in ("test_greedy", "test_lm"):
     s = json.load(open(f"{exp}/{kind}/summary.json"))
     print(f"{kind}: WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% "
           f"(95% CI {100 * s['wer_95ci'][0]:.1f}-{100 * s['wer_95ci'][1]:.1f}) "
-          f"RTF {s['rtf']:.4f}; {config['num_parameters']:,} parameters")
+          f"RTF {s['rtf']:.4f}; {parameters:,} parameters")
 PY
 fi
