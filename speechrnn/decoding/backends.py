@@ -23,15 +23,15 @@ def _token_names(tokenizer) -> list[str]:
 def _lm_word_of(lm: str | Path | None, tokenizer) -> Callable[[str, str], str]:
     """(word, spelling) → the LM's word of that spelling, so a lexicon in another case than
     the LM ("WE" against the LM's "we") is not scored as unknown words by KenLM."""
-    known = lm_words(lm) if lm else None
+    if not lm:
+        return lambda word, spelling: word
+    known = lm_words(lm)
     if known is not None:  # an ARPA file: map every spelling to its LM word
         by_spelling = {tokenizer.normalize(w): w for w in sorted(known)}
         return lambda word, spelling: by_spelling.get(spelling, word)
     try:
         import kenlm
     except ImportError:
-        kenlm = None
-    if not lm or kenlm is None:
         return lambda word, spelling: word
     model = kenlm.Model(str(lm))  # a binary (memory-mapped): look each form up in it
     return lambda word, spelling: next(
