@@ -503,4 +503,7 @@ def utterance_cmvn(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     counts = mask.sum(1, keepdim=True).clamp(min=1)
     mean = (features * mask).sum(1, keepdim=True) / counts
     var = ((features - mean).square() * mask).sum(1, keepdim=True) / counts
-    return (features - mean) / var.sqrt().clamp(min=1e-5) * mask
+    # The floor maps a constant bin (e.g. a SpecAugment band filled with its mean) to ~0:
+    # at 1e-5 the mean's rounding error (~1e-5 of |mean|) came out as values of ±1. Real
+    # feature bins vary far more (MFCC + Δ + ΔΔ: std ≥ 0.15 per utterance, speechocean762).
+    return (features - mean) / var.sqrt().clamp(min=1e-3) * mask

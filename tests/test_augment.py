@@ -8,7 +8,7 @@ import torch
 
 from speechrnn import audio
 from speechrnn.augment import VTLP, AddNoise, BandLimit, SpecAugment, SpeedPerturb, speed
-from speechrnn.features import FeatureConfig, build_features
+from speechrnn.features import FeatureConfig, build_features, utterance_cmvn
 
 
 def test_specaugment_is_seeded_and_masks_bounded():
@@ -21,6 +21,23 @@ def test_specaugment_is_seeded_and_masks_bounded():
     assert 0 < zero_columns + zero_rows
     assert zero_columns <= 2 * 10 and zero_rows <= 2 * 20
     assert not torch.equal(first, SpecAugment(freq_width=10, time_width=20, seed=4)(features))
+
+
+def test_specaugment_mean_fill_masks_with_the_utterance_mean():
+    """Raw MFCC-like features far from zero: masked cells take each bin's utterance mean, so
+    per-utterance CMVN maps them close to 0 (a zero fill would be 16 deviations away)."""
+    features = torch.randn(300, 39) * 5 - 80
+    masked = SpecAugment(freq_masks=2, freq_width=6, time_masks=2, time_width=30, seed=1,
+                         fill="mean")(features)
+    changed = masked != features
+    assert changed.any(0).sum() > 0 and changed.any(1).sum() > 0
+    mean = features.mean(0)
+    torch.testing.assert_close(masked[changed], mean.expand_as(features)[changed])
+    assert not (masked == 0).any()
+    normalised = utterance_cmvn(masked.unsqueeze(0), torch.tensor([300]))[0]
+    assert normalised[changed].abs().max() < 0.2
+    with pytest.raises(ValueError, match="fill"):
+        SpecAugment(fill="noise")
 
 
 @pytest.mark.parametrize("factor", [0.9, 1.1])

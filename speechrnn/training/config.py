@@ -46,6 +46,9 @@ class AugmentConfig:
     freq_width: int = 15
     time_masks: int = 2
     time_width: int = 40
+    # What masked features become: "zero", or "mean" (the utterance's mean of each bin), which
+    # suits features that the model normalises itself, such as raw MFCCs (see SpecAugment).
+    specaugment_fill: str = "zero"
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_snr: list[float] = field(default_factory=list)  # e.g. [10, 30]: Gaussian noise
     band_limit_prob: float = 0.0  # share of utterances cut to the band below band_limit_rate/2

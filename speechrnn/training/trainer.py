@@ -154,7 +154,8 @@ class Trainer:
         options = config.augment
         # Switched on per epoch by _train_epoch (augment.specaugment_from_epoch).
         self.specaugment = SpecAugment(options.freq_masks, options.freq_width,
-                                       options.time_masks, options.time_width) \
+                                       options.time_masks, options.time_width,
+                                       fill=options.specaugment_fill) \
             if options.specaugment else None
         self.vtlp = VTLP.for_features(config.features, tuple(options.vtlp)) \
             if options.vtlp else None
@@ -341,7 +342,10 @@ class Trainer:
         with torch.no_grad():
             features, lengths = self.features(inputs, batch.input_lengths)
             if train and self.gpu_feature_transform is not None:
-                features = torch.stack([self.gpu_feature_transform(f) for f in features])
+                # Each utterance's own frames only, as on the CPU path: masks never land in
+                # the padding, and a mean fill is not pulled towards its zeros.
+                for row, count in zip(features, lengths.tolist(), strict=True):
+                    row[:count] = self.gpu_feature_transform(row[:count])
         return features, lengths
 
     def _autocast(self):
