@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import stat
+import warnings
 
 import pytest
 import torch
@@ -145,6 +146,28 @@ def test_ctc_loss_equals_direct_computation_and_skips_bad_targets(prepared, tmp_
         lengths[:2], batch.target_lengths[:2], reduction="sum")
     assert float(total.detach()) == pytest.approx(float(direct.detach()), rel=1e-5)
     assert torch.isfinite(total)
+
+
+def test_an_overflowing_fp16_step_changes_neither_weights_nor_schedule(prepared, tmp_path):
+    """GradScaler's overflow (here forced by a huge loss scale on CPU) skips the update; the
+    LR schedule must not advance past an optimizer that has not stepped (torch warns)."""
+    trainer = Trainer(yesno_config(prepared), tmp_path)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1e38)
+    batch = next(iter(trainer._loader(trainer.train_set, trainer.sampler)))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.train_step(batch)
+        trainer.optimizer_step()
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert trainer.scheduler.last_epoch == 0 and trainer.step == 1
+    assert trainer.scaler.get_scale() == pytest.approx(0.5e38)
+    assert trainer.skipped_total == 0  # an overflow is not a bad batch
+    trainer.scaler.update(new_scale=1.0)
+    trainer.train_step(batch)
+    trainer.optimizer_step()
+    assert not all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert trainer.scheduler.last_epoch == 1 and trainer.step == 2
 
 
 def test_intermediate_ctc_adds_the_weighted_lower_layer_loss(prepared, tmp_path):

@@ -383,16 +383,23 @@ class Trainer:
         return StepResult(float(counts[2]) / global_count, int(counts[0]), int(counts[1]))
 
     def optimizer_step(self) -> None:
+        """Clip and apply the accumulated gradient. A non-finite one never reaches the weights;
+        the learning-rate schedule then waits too, so it counts real updates."""
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
-        if torch.isfinite(norm):
+        updated = bool(torch.isfinite(norm))
+        if updated:
             self.scaler.step(self.optimizer)
-        else:  # never let a NaN/inf gradient reach the weights
+        elif self.scaler.is_enabled():  # expected while fp16's loss scale finds its level
+            log.info("step %d: fp16 gradient overflow at loss scale %g, update skipped",
+                     self.step, self.scaler.get_scale())
+        else:
             log.warning("step %d: non-finite gradient norm, update skipped", self.step)
             self.skipped_total += 1
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        if updated:
+            self.scheduler.step()
         self.step += 1
 
     # -- loop ------------------------------------------------------------------------------
