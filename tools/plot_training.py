@@ -37,7 +37,8 @@ def main() -> None:
                    "o-", label="WER")
         right.plot([int(r["epoch"]) for r in valid], [100 * float(r["cer"]) for r in valid],
                    "s-", label="CER")
-    left.set(xlabel="step", ylabel="CTC loss per utterance", title="loss")
+    # Log scale: the first steps' loss (~1,000 on long utterances) would flatten the rest.
+    left.set(xlabel="step", ylabel="CTC loss per utterance", title="loss", yscale="log")
     right.set(xlabel="epoch", ylabel="%", title="dev error rates (greedy)")
     left.legend()
     right.legend()
