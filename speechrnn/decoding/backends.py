@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from speechrnn.decoding.hypothesis import Hypothesis, Word
-from speechrnn.decoding.lm import lm_words
+from speechrnn.decoding.lm import lm_words, words_by_spelling
 
 SEPARATOR = "|"  # flashlight's word separator stands in for the space token
 
@@ -27,7 +27,7 @@ def _lm_word_of(lm: str | Path | None, tokenizer) -> Callable[[str, str], str]:
         return lambda word, spelling: word
     known = lm_words(lm)
     if known is not None:  # an ARPA file: map every spelling to its LM word
-        by_spelling = {tokenizer.normalize(w): w for w in sorted(known)}
+        by_spelling = words_by_spelling(known, tokenizer)
         return lambda word, spelling: by_spelling.get(spelling, word)
     try:
         import kenlm

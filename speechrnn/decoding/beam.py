@@ -30,7 +30,7 @@ from numba import types
 from numba.typed import Dict
 
 from speechrnn.decoding.hypothesis import Hypothesis, Word
-from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM
+from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM, words_by_spelling
 
 LN10 = math.log(10.0)
 NEG_INF = -1e30
@@ -356,7 +356,7 @@ class _Tables:
         if lexicon is not None:
             # A lexicon word is the LM's word of the same spelling ("WE" of a transcript word
             # list is the LM's "we"); only words the LM lacks get ids of their own.
-            by_spelling = {tokenizer.normalize(w): w for w in lm_words}
+            by_spelling = words_by_spelling(lm_words, tokenizer)
             vocabulary = list(dict.fromkeys(by_spelling.get(tokenizer.normalize(w), w)
                                             for w in lexicon))
         for word in vocabulary:

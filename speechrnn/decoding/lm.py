@@ -140,6 +140,13 @@ class ArpaLM:
         write_arpa(path, self.ngrams)
 
 
+def words_by_spelling(words: Iterable[str], tokenizer) -> dict[str, str]:
+    """The tokenizer's spelling of each LM word → that word, so that a lexicon or transcript
+    word of another case ("WE") is looked up as the LM's own ("we"). Where several LM words
+    share a spelling, the last in sorted order wins, whatever the file's order."""
+    return {tokenizer.normalize(word): word for word in sorted(words)}
+
+
 def lm_words(path: str | Path) -> set[str] | None:
     """The words of an LM file: an ARPA file's unigrams (read up to its 2-grams, so a large
     model costs little), or for a KenLM binary nothing (``None``: its vocabulary is hashed)."""
