@@ -34,14 +34,15 @@ exp="exp/$name"
 mkdir -p data "$exp"
 log() { echo "$(date -u +%FT%TZ) [$CORPUS/$name] $*" | tee -a "$exp/run.log"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-models=(--model "$exp/best")
+members=("$exp/best")  # the model folder(s) that stages 4-5 decode
 if [ -n "$ensemble" ]; then
-  models=()
+  members=()
   for member in ${ensemble//,/ }; do
     [ -f "exp/$member/best/config.json" ] || { log "ensemble member exp/$member/best not trained"; exit 1; }
-    models+=(--model "exp/$member/best")
+    members+=("exp/$member/best")
   done
 fi
+models=(); for member in "${members[@]}"; do models+=(--model "$member"); done
 
 if run_stage 0 && [ ! -f data/$test_set.jsonl ]; then
   log "stage 0: prepare $CORPUS from $data"
@@ -102,9 +103,9 @@ if run_stage 5; then
     python ../../tools/plot_alignment.py --model "$exp/best" --manifest data/$test_set.jsonl \
       --out "$exp/posteriogram.png" || true
   fi
-  python - "$exp" "${models[@]}" <<'PY' | tee -a "$exp/run.log"
+  python - "$exp" "${members[@]}" <<'PY' | tee -a "$exp/run.log"
 import json, sys
-exp, members = sys.argv[1], sys.argv[3::2]
+exp, members = sys.argv[1], sys.argv[2:]
 parameters = sum(json.load(open(f"{member}/config.json"))["num_parameters"] for member in members)
 for kind in ("test_greedy", "test_lm"):
     s = json.load(open(f"{exp}/{kind}/summary.json"))
