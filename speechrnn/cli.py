@@ -179,7 +179,8 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm", default="default",
                         help="ARPA file, 'default' (the model's own LM, when it ships one) "
                         "or 'none'")
-    parser.add_argument("--beam", type=int, default=16, help="beam width (1 + no LM: greedy)")
+    parser.add_argument("--beam", type=int, help="beam width (default: the model's tuned, else "
+                        "16; 1 with --lm none: greedy)")
     parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
     parser.add_argument("--beta", type=float, help="word insertion bonus (default: the "
                         "model's tuned with an LM, 0 without)")

@@ -29,6 +29,7 @@ from speechrnn.models.acoustic import StreamState, check_streamable, stream_chun
 from speechrnn.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 DEFAULT_MODEL = "en-so762-blstm"
+DEFAULT_BEAM = 16  # beam width for a model without tuned decoding settings
 
 
 def bundled_models() -> dict[str, Path]:
@@ -88,11 +89,14 @@ class Transcriber:
     tasks such as yes/no or digit strings).
     ``model`` may be a list of checkpoints: an ensemble, whose posteriors are averaged frame by
     frame (see :meth:`log_probs`); the first one's decoding settings and LM apply.
+    ``beam``, ``alpha``, ``beta``: None takes the model's tuned ``decoding`` settings (its
+    config.json), else beam 16, alpha 0.5, beta 1.0.
     """
 
     def __init__(self, model: str | Path | Sequence[str | Path] | None = None,
                  lm: str | Path | None = "default",
-                 beam: int = 16, alpha: float | None = None, beta: float | None = None,
+                 beam: int | None = None, alpha: float | None = None,
+                 beta: float | None = None,
                  device: str = "cpu", max_segment: float = 20.0,
                  lexicon: Sequence[str] | None = None):
         names = [model] if model is None or isinstance(model, (str, Path)) else list(model)
@@ -103,6 +107,7 @@ class Transcriber:
         self.max_segment = max_segment
         self.sample_rate = self.checkpoint.features.config.sample_rate
         decoding = self.checkpoint.config.get("decoding", {})
+        beam = decoding.get("beam", DEFAULT_BEAM) if beam is None else beam
         lm_path = self._lm_path(lm)
         frame_shift = self.checkpoint.frame_shift
         tokenizer = self.checkpoint.tokenizer

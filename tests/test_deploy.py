@@ -176,8 +176,9 @@ def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, y
     config = json.loads((out / "config.json").read_text())
     assert config["decoding"]["alpha"] == 0.7 and config["metrics"]["test_wer"] == 0.01
     packaged, original = Transcriber(model=out), Transcriber(model=model_dir, lm=arpa,
-                                                             alpha=0.7, beta=1.3)
+                                                             alpha=0.7, beta=1.3, beam=4)
     assert packaged.settings()["alpha"] == 0.7 and packaged.settings()["beta"] == 1.3
+    assert packaged.settings()["beam"] == 4  # the packaged beam is the default too
     assert Path(packaged.settings()["lm"]).name == "lm.arpa.gz"
     for entry in read_manifest(prepared["yesno"] / "test.jsonl")[:5]:
         assert packaged(entry.audio).text == original(entry.audio).text
