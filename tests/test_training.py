@@ -12,8 +12,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
+from torch.nn.utils.rnn import pad_sequence
 
+from speechrnn import audio
+from speechrnn.augment import SpecAugment
 from speechrnn.data import ASRDataset, collate, read_manifest
+from speechrnn.data.dataset import Batch
 from speechrnn.decoding import greedy_ids
 from speechrnn.scoring import error_rates
 from speechrnn.training import CheckpointError, load_checkpoint, load_config
@@ -254,6 +258,28 @@ def test_specaugment_starts_at_the_configured_epoch(prepared, tmp_path):
         masked_per_epoch.append(bool((features == 0).all(dim=1).any()
                                      or (features == 0).all(dim=0).any()))
     assert masked_per_epoch == [False, False, True, True]
+
+
+def test_batched_feature_masks_stay_within_each_utterance(prepared, tmp_path):
+    """The GPU path computes features for a padded batch of waveforms, then masks: each
+    utterance on its own frames, so padding stays zero and a mean fill is the real mean."""
+    trainer = Trainer(yesno_config(prepared, "epochs=1"), tmp_path)
+    trainer.gpu_feature_transform = SpecAugment(freq_masks=0, time_masks=4, time_width=400,
+                                                max_time_ratio=1.0, seed=2, fill="mean")
+    waves = [audio.load(e.audio) for e in trainer.train_entries[:2]]
+    short = min(w.numel() for w in waves) // 2
+    waves = [waves[0], waves[1][:short]]
+    lengths = torch.tensor([w.numel() for w in waves])
+    batch = Batch(pad_sequence(waves, batch_first=True), lengths, torch.zeros(2, 1), lengths,
+                  ["a", "b"], ["", ""], ["", ""])
+    features, frames = trainer._inputs(batch, train=True)
+    plain, _ = trainer.features(batch.inputs, lengths)
+    count = int(frames[1])
+    assert count < features.shape[1] and torch.equal(features[1, count:],
+                                                     torch.zeros_like(features[1, count:]))
+    masked = (features[1, :count] != plain[1, :count]).any(dim=1)
+    assert masked.any()
+    torch.testing.assert_close(features[1, :count][masked][0], plain[1, :count].mean(0))
 
 
 def test_vtlp_warps_the_training_features(prepared, tmp_path):
