@@ -35,8 +35,10 @@ def main() -> None:
             break
     print(f"{len(files)} files, {total:.1f} s of speechocean762 test audio, "
           f"{args.threads} threads")
-    for label, lm in (("greedy, no LM", None), ("beam 16 + LM", "default")):
-        transcriber = Transcriber(args.model, lm=lm, beam=1 if lm is None else 16)
+    for lm in (None, "default"):  # greedy; the model's LM at its tuned beam (its default)
+        transcriber = Transcriber(args.model, lm=lm, beam=1 if lm is None else None)
+        beam = transcriber.settings()["beam"]
+        label = "greedy, no LM" if lm is None else f"beam {beam} + LM"
         transcriber(files[0])  # warm-up (numba compile cache, allocator)
         started = time.perf_counter()
         for path in files:
