@@ -33,6 +33,13 @@ class SpecAugment(nn.Module):
     (c0 ≈ −85 ± 27 on speechocean762), so a zeroed frame reads as louder than any real one.
     ``fill="mean"`` writes the utterance's own mean of each bin (before masking) instead,
     which per-utterance or global CMVN maps close to zero.
+
+    With ``cepstral_basis`` (the (n_mels, n_ceps) DCT that made the cepstra, see
+    :func:`cepstral_basis`), the features are blocks of cepstra [C | ΔC | ΔΔC …] and the
+    frequency masks cover mel bands, as in the paper, not cepstral dimensions: each masked
+    band of the cepstrally smoothed log-mel envelope is set to its utterance mean (so the
+    mean fill is implied) and the change is carried back into every block. Deltas are linear
+    in time, so a band held constant has zero deltas and the Δ blocks follow exactly.
     """
 
     def __init__(
@@ -44,11 +51,16 @@ class SpecAugment(nn.Module):
         max_time_ratio: float = 0.2,
         seed: int = 0,
         fill: str = "zero",
+        cepstral_basis: torch.Tensor | None = None,
     ):
         super().__init__()
         if fill not in FILLS:
             raise ValueError(f"SpecAugment fill must be one of {', '.join(FILLS)}, not {fill!r}")
+        if cepstral_basis is not None and fill != "mean":
+            raise ValueError("SpecAugment masks mel bands behind cepstra with the band's mean; "
+                             "set the fill to 'mean'")
         self.fill = fill
+        self.cepstral_basis = cepstral_basis
         self.freq_masks, self.freq_width = freq_masks, freq_width
         self.time_masks, self.time_width = time_masks, time_width
         self.max_time_ratio = max_time_ratio
@@ -66,15 +78,49 @@ class SpecAugment(nn.Module):
         generator = generator or self.generator
         frames, bins = features.shape
         fill = features.mean(dim=0) if self.fill == "mean" else features.new_zeros(bins)
-        features = features.clone()
-        for _ in range(self.freq_masks):
-            start, width = self._span(min(self.freq_width, bins), bins, generator)
-            features[:, start : start + width] = fill[start : start + width]
+        if self.cepstral_basis is not None:
+            features = self._mask_mel_bands(features, generator)
+        else:
+            features = features.clone()
+            for _ in range(self.freq_masks):
+                start, width = self._span(min(self.freq_width, bins), bins, generator)
+                features[:, start : start + width] = fill[start : start + width]
         time_limit = min(self.time_width, int(self.max_time_ratio * frames))
         for _ in range(self.time_masks):
             start, width = self._span(time_limit, frames, generator)
             features[start : start + width, :] = fill
         return features
+
+    def _mask_mel_bands(self, features: torch.Tensor, generator: torch.Generator
+                        ) -> torch.Tensor:
+        """(T, blocks·n_ceps) cepstra → a copy whose mel envelope has masked bands held at
+        their utterance mean. With D the basis and m the band mask, the static block becomes
+        C − (C − C̄)·Dᵀ·diag(m)·D and each Δ block Δ − Δ·Dᵀ·diag(m)·D."""
+        basis = self.cepstral_basis.to(features)
+        bands, ceps = basis.shape
+        if features.shape[1] % ceps:
+            raise ValueError(f"{features.shape[1]} feature dimensions are not blocks of "
+                             f"{ceps} cepstra")
+        band_mask = features.new_zeros(bands)
+        for _ in range(self.freq_masks):
+            start, width = self._span(min(self.freq_width, bands), bands, generator)
+            band_mask[start : start + width] = 1.0
+        projector = basis.T @ (band_mask[:, None] * basis)  # (n_ceps, n_ceps)
+        deviations = features.clone()
+        deviations[:, :ceps] -= features[:, :ceps].mean(dim=0)
+        blocks = deviations.view(len(features), -1, ceps)
+        return features - (blocks @ projector).view_as(features)
+
+
+def cepstral_basis(config: FeatureConfig) -> torch.Tensor | None:
+    """The (n_mels, n_mfcc) DCT behind MFCC features, for SpecAugment to mask mel bands;
+    None for fbank features, whose bins already are the bands."""
+    if config.kind == "fbank":
+        return None
+    if config.kind != "mfcc":
+        raise ValueError(f"mel-band frequency masks need fbank or mfcc features, not "
+                         f"{config.kind!r}")
+    return build_features(config).dct.clone()
 
 
 class SpeedPerturb(nn.Module):

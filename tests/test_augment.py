@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchaudio.functional as AF
 
 from speechrnn import audio
-from speechrnn.augment import VTLP, AddNoise, BandLimit, SpecAugment, SpeedPerturb, speed
+from speechrnn.augment import (
+    VTLP,
+    AddNoise,
+    BandLimit,
+    SpecAugment,
+    SpeedPerturb,
+    cepstral_basis,
+    speed,
+)
 from speechrnn.features import FeatureConfig, build_features, utterance_cmvn
 
 
@@ -38,6 +47,34 @@ def test_specaugment_mean_fill_masks_with_the_utterance_mean():
     assert normalised[changed].abs().max() < 0.2
     with pytest.raises(ValueError, match="fill"):
         SpecAugment(fill="noise")
+
+
+def test_mel_band_masks_on_mfcc_equal_masking_the_envelope_before_the_dct(so762_wavs):
+    """Reference: the log-mel envelope the 13 cepstra describe, one band of it set to its
+    mean, then the DCT and torchaudio's deltas again. Exactly one band (of all starts and
+    widths tried, not read from the module) must give the masked features."""
+    config = FeatureConfig(kind="mfcc", n_mfcc=13, deltas=2, n_mels=80, sample_rate=16000)
+    basis = cepstral_basis(config)
+    features, _ = build_features(config)(audio.load(so762_wavs[0]))
+    masked = SpecAugment(freq_masks=1, freq_width=20, time_masks=0, seed=5, fill="mean",
+                         cepstral_basis=basis)(features)
+    envelope = features[:, :13] @ basis.T
+
+    def masking(start: int, width: int) -> torch.Tensor:
+        held = envelope.clone()
+        held[:, start : start + width] = envelope[:, start : start + width].mean(dim=0)
+        cepstra = held @ basis
+        deltas = AF.compute_deltas(cepstra.T)
+        return torch.cat([cepstra, deltas.T, AF.compute_deltas(deltas).T], dim=1)
+
+    matches = [(start, width) for width in range(1, 21) for start in range(81 - width)
+               if torch.allclose(masked, masking(start, width), atol=1e-3, rtol=1e-4)]
+    assert len(matches) == 1, matches
+    with pytest.raises(ValueError, match="mean"):
+        SpecAugment(cepstral_basis=basis)
+    with pytest.raises(ValueError, match="spectrogram"):
+        cepstral_basis(FeatureConfig(kind="spectrogram"))
+    assert cepstral_basis(FeatureConfig(kind="fbank")) is None  # its bins are the bands
 
 
 @pytest.mark.parametrize("factor", [0.9, 1.1])

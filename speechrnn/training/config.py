@@ -49,6 +49,9 @@ class AugmentConfig:
     # What masked features become: "zero", or "mean" (the utterance's mean of each bin), which
     # suits features that the model normalises itself, such as raw MFCCs (see SpecAugment).
     specaugment_fill: str = "zero"
+    # Where the frequency masks fall: "features" (the feature dimensions as they are), or "mel"
+    # (the mel bands behind MFCC features, as in the SpecAugment paper; needs the mean fill).
+    freq_mask_domain: str = "features"
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_snr: list[float] = field(default_factory=list)  # e.g. [10, 30]: Gaussian noise
     band_limit_prob: float = 0.0  # share of utterances cut to the band below band_limit_rate/2

@@ -28,7 +28,15 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
-from speechrnn.augment import VTLP, AddNoise, BandLimit, FeatureChain, SpecAugment, SpeedPerturb
+from speechrnn.augment import (
+    VTLP,
+    AddNoise,
+    BandLimit,
+    FeatureChain,
+    SpecAugment,
+    SpeedPerturb,
+    cepstral_basis,
+)
 from speechrnn.data.dataset import (
     ASRDataset,
     AudioCache,
@@ -153,9 +161,10 @@ class Trainer:
         self.optimizer = self._optimizer()
         options = config.augment
         # Switched on per epoch by _train_epoch (augment.specaugment_from_epoch).
-        self.specaugment = SpecAugment(options.freq_masks, options.freq_width,
-                                       options.time_masks, options.time_width,
-                                       fill=options.specaugment_fill) \
+        self.specaugment = SpecAugment(
+            options.freq_masks, options.freq_width, options.time_masks, options.time_width,
+            fill=options.specaugment_fill,
+            cepstral_basis=self._mask_basis(options.freq_mask_domain)) \
             if options.specaugment else None
         self.vtlp = VTLP.for_features(config.features, tuple(options.vtlp)) \
             if options.vtlp else None
@@ -302,6 +311,14 @@ class Trainer:
         log.info("cached %d waveforms (%.2f h, %.0f MB) in %.0f s", len(cache),
                  samples / rate / 3600, samples * 4 / 2**20, time.time() - started)
         return cache
+
+    def _mask_basis(self, domain: str) -> torch.Tensor | None:
+        """The DCT that lets SpecAugment mask the mel bands behind cepstra, or None."""
+        if domain == "features":
+            return None
+        if domain == "mel":
+            return cepstral_basis(self.config.features)
+        raise ValueError(f"augment.freq_mask_domain must be 'features' or 'mel', not {domain!r}")
 
     def _dataset(self, entries: list[Entry], train: bool) -> ASRDataset:
         """Features in the workers on CPU; on GPU the workers only load audio."""
