@@ -29,7 +29,10 @@ from speechrnn.models.acoustic import StreamState, check_streamable, stream_chun
 from speechrnn.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 DEFAULT_MODEL = "en-so762-blstm"
-DEFAULT_BEAM = 16  # beam width for a model without tuned decoding settings
+# Decoding for a model without tuned settings in its config.json
+DEFAULT_BEAM = 16
+DEFAULT_ALPHA = 0.5  # LM weight
+DEFAULT_BETA = 1.0  # word insertion bonus
 
 
 def bundled_models() -> dict[str, Path]:
@@ -116,7 +119,7 @@ class Transcriber:
         else:
             self.decoder = BeamSearchDecoder(
                 tokenizer, ArpaLM.load(lm_path) if lm_path else None, beam=beam,
-                alpha=decoding.get("alpha", 0.5) if alpha is None else alpha,
+                alpha=decoding.get("alpha", DEFAULT_ALPHA) if alpha is None else alpha,
                 beta=self._default_beta(decoding, lm_path) if beta is None else beta,
                 frame_shift=frame_shift, lexicon=lexicon)
         self.lm_path = lm_path
@@ -127,7 +130,7 @@ class Transcriber:
         """The model's tuned word bonus goes with an LM: it was tuned to offset the LM's
         per-word cost. Without an LM nothing is there to offset, and the bonus would only
         push the beam search towards splitting words, so it is 0."""
-        return decoding.get("beta", 1.0) if lm_path is not None else 0.0
+        return decoding.get("beta", DEFAULT_BETA) if lm_path is not None else 0.0
 
     def _lm_path(self, lm) -> Path | None:
         if lm is None or str(lm) == "none":
