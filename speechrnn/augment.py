@@ -5,8 +5,8 @@
 * :class:`AddNoise` — additive noise at a signal-to-noise ratio drawn from a range.
 * :class:`BandLimit` — now and then, resample down and back up, so that a wide-band model
   also meets narrow-band (e.g. 8 kHz telephone) audio, which has nothing above its Nyquist.
-* :class:`VTLP` — vocal tract length perturbation: stretch the frequency axis of log-mel (or
-  log-spectrum) features, so a model trained on few speakers meets other formant positions.
+* :class:`VTLP` — vocal tract length perturbation: stretch the frequency axis of log-mel,
+  log-spectrum or MFCC features, so a model trained on few speakers meets other formant positions.
 * :class:`FeatureChain` — several feature transforms in order, picklable for DataLoader workers.
 """
 
@@ -204,20 +204,23 @@ class BandLimit(nn.Module):
 
 
 class VTLP(nn.Module):
-    """Vocal tract length perturbation (Jaitly & Hinton 2013) on (T, F) log-mel or log-power
-    features → (T, F). A factor α drawn uniformly from ``alphas`` stretches frequencies below
-    ``boundary_hz·min(α, 1)/α`` by α; a second linear piece maps the rest onto the band, so
-    0 Hz and Nyquist stay put. Each output bin takes the value found at its un-warped centre
+    """Vocal tract length perturbation (Jaitly & Hinton 2013) on (T, F) log-mel, log-power or
+    MFCC features → (T, F). A factor α drawn uniformly from ``alphas`` stretches frequencies
+    below ``boundary_hz·min(α, 1)/α`` by α; a second linear piece maps the rest onto the band,
+    so 0 Hz and Nyquist stay put. Each output bin takes the value found at its un-warped centre
     frequency, interpolated linearly between the bins' centres.
 
     The paper warps the spectrum before the filterbank; here the extractor has already pooled
     it (features are computed in the workers or batched on GPU), so the warp acts on the bins,
     as Kaldi's VTLN does on its mel filters. torchaudio and librosa have no VTLP.
+    The warp is one linear map W per utterance, applied to each block of the features
+    ([x | Δx | ΔΔx …]; deltas are linear in time, so they follow exactly). For cepstra,
+    ``cepstral_basis`` D carries it through the mel envelope they describe: C·Dᵀ·W·D.
     """
 
     def __init__(self, centres_hz: Sequence[float], nyquist: float,
                  alphas: tuple[float, float] = (0.9, 1.1), boundary_hz: float | None = None,
-                 seed: int = 0):
+                 seed: int = 0, cepstral_basis: torch.Tensor | None = None):
         super().__init__()
         if len(alphas) != 2:
             raise ValueError(f"VTLP needs a range of two warp factors [low, high], not {alphas}")
@@ -230,26 +233,27 @@ class VTLP(nn.Module):
         # The paper's 4,800 Hz boundary at 16 kHz, as a share of the band for other rates.
         self.boundary = 0.6 * self.nyquist if boundary_hz is None else float(boundary_hz)
         self.generator = torch.Generator().manual_seed(seed)
+        self.cepstral_basis = cepstral_basis
 
     @classmethod
     def for_features(cls, config: FeatureConfig, alphas: tuple[float, float],
                      seed: int = 0) -> VTLP:
-        """The VTLP for a FeatureConfig's bins (fbank: mel centres; spectrogram: FFT bins)."""
+        """The VTLP for a FeatureConfig's bins (fbank and mfcc: mel centres; spectrogram: FFT
+        bins)."""
         import librosa  # heavy (numba); only needed when VTLP is configured
 
-        if config.deltas:
-            raise ValueError("VTLP needs features without deltas")
         nyquist = config.sample_rate / 2
-        if config.kind == "fbank":
+        if config.kind in ("fbank", "mfcc"):
             centres = librosa.mel_frequencies(
                 config.n_mels + 2, fmin=config.low_freq, fmax=config.high_freq_hz(),
                 htk=config.mode == "kaldi")[1:-1]
         elif config.kind == "spectrogram":
-            centres = np.linspace(0.0, nyquist, build_features(config).dim)
+            centres = np.linspace(0.0, nyquist, build_features(config).dim // (1 + config.deltas))
         else:
-            raise ValueError(f"VTLP warps fbank or spectrogram bins, not {config.kind!r} "
-                             "(cepstra mix all frequencies)")
-        return cls(centres, nyquist, alphas, seed=seed)
+            raise ValueError(f"VTLP warps fbank, mfcc or spectrogram features, not "
+                             f"{config.kind!r}")
+        basis = cepstral_basis(config) if config.kind == "mfcc" else None
+        return cls(centres, nyquist, alphas, seed=seed, cepstral_basis=basis)
 
     def source_frequencies(self, alpha: float) -> np.ndarray:
         """Where each bin's value comes from under factor ``alpha`` (the inverse warp, Hz)."""
@@ -259,19 +263,34 @@ class VTLP(nn.Module):
         upper = top - (top - self.centres) * (top - knee_in) / (top - knee_out)
         return np.where(self.centres <= knee_out, self.centres / alpha, upper)
 
+    def warp_matrix(self, alpha: float) -> torch.Tensor:
+        """(bins, bins) W: warped = features·W; column j mixes bin j's two source bins."""
+        bins = len(self.centres)
+        position = np.interp(self.source_frequencies(alpha), self.centres,
+                             np.arange(bins, dtype=np.float64))
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, bins - 1)
+        weight = position - below
+        warp = np.zeros((bins, bins))
+        columns = np.arange(bins)
+        np.add.at(warp, (below, columns), 1 - weight)
+        np.add.at(warp, (above, columns), weight)
+        return torch.from_numpy(warp)
+
     def forward(self, features: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         generator = generator or self.generator
         low, high = self.alphas
         alpha = low + (high - low) * float(torch.rand(1, generator=generator))
-        position = np.interp(self.source_frequencies(alpha), self.centres,
-                             np.arange(len(self.centres), dtype=np.float64))
-        below = np.floor(position).astype(np.int64)
-        above = np.minimum(below + 1, len(self.centres) - 1)
-        weight = torch.as_tensor(position - below, dtype=features.dtype, device=features.device)
-        below_t = torch.as_tensor(below, device=features.device)
-        above_t = torch.as_tensor(above, device=features.device)
-        return features[:, below_t] * (1 - weight) + features[:, above_t] * weight
+        warp = self.warp_matrix(alpha).to(features)
+        if self.cepstral_basis is not None:
+            basis = self.cepstral_basis.to(features)
+            warp = basis.T @ warp @ basis
+        size = warp.shape[0]
+        if features.shape[1] % size:
+            raise ValueError(f"{features.shape[1]} feature dimensions are not blocks of the "
+                             f"{size} VTLP warps")
+        return (features.reshape(len(features), -1, size) @ warp).reshape(features.shape)
 
 
 class FeatureChain(nn.Module):
