@@ -260,6 +260,27 @@ def test_specaugment_starts_at_the_configured_epoch(prepared, tmp_path):
     assert masked_per_epoch == [False, False, True, True]
 
 
+def test_mel_frequency_masks_reach_the_training_features(prepared, tmp_path):
+    mfcc = ("features.kind=mfcc", "features.n_mfcc=13", "features.deltas=2",
+            "augment.specaugment=true", "augment.specaugment_fill=mean", "augment.time_masks=0",
+            "augment.freq_masks=2", "augment.freq_width=10", "epochs=1")
+    trainer = Trainer(yesno_config(prepared, *mfcc, "augment.freq_mask_domain=mel"), tmp_path)
+    trainer._loader = lambda dataset, sampler: []  # the switch only, no steps
+    trainer._train_epoch()
+    masked = trainer.train_set[0].signal
+    trainer.train_set.feature_transform = None
+    plain = trainer.train_set[0].signal
+    # Bands held at their mean move every cepstrum (no dimension is left as it was or set to
+    # one value, as a cepstral mask would), and keep the static block's utterance mean.
+    changed = (masked != plain).any(dim=0)
+    assert int(changed[:13].sum()) >= 12
+    assert not (masked.std(dim=0) < 1e-6).any()
+    torch.testing.assert_close(masked[:, :13].mean(0), plain[:, :13].mean(0), atol=1e-3,
+                               rtol=1e-4)
+    with pytest.raises(ValueError, match="freq_mask_domain"):
+        Trainer(yesno_config(prepared, *mfcc, "augment.freq_mask_domain=bark"), tmp_path / "b")
+
+
 def test_batched_feature_masks_stay_within_each_utterance(prepared, tmp_path):
     """The GPU path computes features for a padded batch of waveforms, then masks: each
     utterance on its own frames, so padding stays zero and a mean fill is the real mean."""
