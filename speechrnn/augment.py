@@ -98,9 +98,6 @@ class SpecAugment(nn.Module):
         C − (C − C̄)·Dᵀ·diag(m)·D and each Δ block Δ − Δ·Dᵀ·diag(m)·D."""
         basis = self.cepstral_basis.to(features)
         bands, ceps = basis.shape
-        if features.shape[1] % ceps:
-            raise ValueError(f"{features.shape[1]} feature dimensions are not blocks of "
-                             f"{ceps} cepstra")
         band_mask = features.new_zeros(bands)
         for _ in range(self.freq_masks):
             start, width = self._span(min(self.freq_width, bands), bands, generator)
@@ -108,8 +105,18 @@ class SpecAugment(nn.Module):
         projector = basis.T @ (band_mask[:, None] * basis)  # (n_ceps, n_ceps)
         deviations = features.clone()
         deviations[:, :ceps] -= features[:, :ceps].mean(dim=0)
-        blocks = deviations.view(len(features), -1, ceps)
-        return features - (blocks @ projector).view_as(features)
+        return features - _per_block(deviations, projector, "cepstra")
+
+
+def _per_block(features: torch.Tensor, matrix: torch.Tensor, what: str) -> torch.Tensor:
+    """(T, blocks·n) features [x | Δx | ΔΔx …] → each block times the (n, n) ``matrix``: a
+    linear map of each frame commutes with the deltas (linear in time), so one map serves
+    every block."""
+    size = matrix.shape[0]
+    if features.shape[1] % size:
+        raise ValueError(f"{features.shape[1]} feature dimensions are not blocks of {size} "
+                         f"{what}")
+    return (features.reshape(len(features), -1, size) @ matrix).reshape(features.shape)
 
 
 def cepstral_basis(config: FeatureConfig) -> torch.Tensor | None:
@@ -286,11 +293,7 @@ class VTLP(nn.Module):
         if self.cepstral_basis is not None:
             basis = self.cepstral_basis.to(features)
             warp = basis.T @ warp @ basis
-        size = warp.shape[0]
-        if features.shape[1] % size:
-            raise ValueError(f"{features.shape[1]} feature dimensions are not blocks of the "
-                             f"{size} VTLP warps")
-        return (features.reshape(len(features), -1, size) @ warp).reshape(features.shape)
+        return _per_block(features, warp, "warped bins")
 
 
 class FeatureChain(nn.Module):
