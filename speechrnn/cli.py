@@ -67,7 +67,8 @@ def add_prepare(commands) -> None:
                         help="fetch the corpus from its official site into SRC first")
     parser.add_argument("--test-speaker", help="fsdd: held-out test speaker (default yweweler)")
     parser.add_argument("--dev-speaker", help="fsdd: dev speaker (default: next speaker)")
-    parser.add_argument("--train-passes", type=int, help="fsdd: groupings per train speaker")
+    parser.add_argument("--train-passes", type=_positive_int,
+                        help="fsdd: groupings per train speaker")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dev-fraction", type=float,
                         help="kaldi-dir/speechocean762/an4-mini: share of train speakers for dev")
@@ -179,8 +180,8 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm", default="default",
                         help="ARPA file, 'default' (the model's own LM, when it ships one) "
                         "or 'none'")
-    parser.add_argument("--beam", type=int, help="beam width (default: the model's tuned, else "
-                        "16; 1 with --lm none: greedy)")
+    parser.add_argument("--beam", type=_positive_int, help="beam width (default: the model's "
+                        "tuned, else 16; 1 with --lm none: greedy)")
     parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
     parser.add_argument("--beta", type=float, help="word insertion bonus (default: the "
                         "model's tuned with an LM, 0 without)")
@@ -328,7 +329,7 @@ def add_transcribe(commands) -> None:
     parser.add_argument("--stream", action="store_true",
                         help="feed each file in chunks through a streaming session "
                         "(unidirectional models); partial text goes to a terminal's stderr")
-    parser.add_argument("--chunk", type=float, default=0.5, metavar="SECONDS",
+    parser.add_argument("--chunk", type=_positive_float, default=0.5, metavar="SECONDS",
                         help="streaming chunk length (default 0.5)")
     parser.set_defaults(handler=cmd_transcribe)
 
@@ -405,7 +406,7 @@ def add_lm(commands) -> None:
     build.add_argument("text", type=Path, nargs="+",
                        help="one sentence per line, or a .jsonl manifest (several: pooled)")
     build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
-    build.add_argument("--order", type=int, default=3)
+    build.add_argument("--order", type=_positive_int, default=3)
     build.add_argument("--prune", type=int, nargs="+",
                        help="per order: drop n-grams seen at most this often (e.g. 0 0 1)")
     build.add_argument("--case", default="lower", choices=["lower", "upper", "keep"],
@@ -445,7 +446,7 @@ def add_cmvn(commands) -> None:
     parser.add_argument("out", type=Path, help="cmvn.json (train reads OUTDIR/cmvn.json)")
     parser.add_argument("--config", type=Path, help="training config (its features section)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--max-utterances", type=int, default=2000)
+    parser.add_argument("--max-utterances", type=_positive_int, default=2000)
     parser.set_defaults(handler=cmd_cmvn)
 
 
@@ -481,6 +482,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
 
 

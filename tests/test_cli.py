@@ -289,6 +289,23 @@ def test_threads_option_sets_pytorch_threads(capsys):
     assert result.returncode == 2 and "--threads: must be at least 1" in result.stderr
 
 
+def test_out_of_range_numbers_are_refused_by_name(capsys):
+    """--beam 0 decoded every file to an empty line, --beam -5 and --order 0 ended in a
+    traceback, --chunk 0 fed the audio one sample at a time: usage errors now, before any work."""
+    for args, message in ((["transcribe", "a.wav", "--beam", "0"], "--beam: must be at least 1"),
+                          (["evaluate", "--manifest", "m.jsonl", "--out", "o", "--beam", "-5"],
+                           "--beam: must be at least 1, got -5"),
+                          (["transcribe", "a.wav", "--stream", "--chunk", "0"],
+                           "--chunk: must be above 0"),
+                          (["lm", "build", "t.txt", "lm.arpa", "--order", "0"],
+                           "--order: must be at least 1"),
+                          (["cmvn", "m.jsonl", "c.json", "--max-utterances", "0"],
+                           "--max-utterances: must be at least 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_lm_build_and_models(tmp_path, data_dir):
     arpa = tmp_path / "lm.arpa.gz"
     result = run("lm", "build", str(data_dir / "speechocean762" / "train" / "text"), str(arpa),

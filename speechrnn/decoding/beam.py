@@ -437,6 +437,8 @@ class BeamSearchDecoder:
                             "backend for KenLM binaries")
         if getattr(tokenizer, "kind", "char") != "char":
             raise ValueError("word-level fusion needs a character tokenizer")
+        if beam < 1 or nbest < 1:  # a beam of 0 would silently decode every utterance to ""
+            raise ValueError(f"beam and nbest must be at least 1, not {beam} and {nbest}")
         self.tokenizer = tokenizer
         self.lm = lm
         self.beam, self.alpha, self.beta = beam, alpha, beta
