@@ -12,7 +12,7 @@ from speechrnn.features import FeatureConfig
 from speechrnn.models.acoustic import PRESETS, ModelConfig
 
 
-def choice(default: str, *others: str):
+def choice(default: str, *others: str) -> str:
     """A string option that takes only ``default`` or one of ``others``: a typo is refused
     when the config is read, not minutes later (or never: ``amp: bfloat16`` would otherwise
     run as unscaled fp16, ``device: gpu`` on the CPU)."""
