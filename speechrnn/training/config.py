@@ -8,15 +8,18 @@ from pathlib import Path
 
 import yaml
 
+from speechrnn.augment import FILLS
 from speechrnn.features import FeatureConfig
 from speechrnn.models.acoustic import PRESETS, ModelConfig
+from speechrnn.training.schedules import SCHEDULES
 
 
-def choice(default: str, *others: str) -> str:
-    """A string option that takes only ``default`` or one of ``others``: a typo is refused
-    when the config is read, not minutes later (or never: ``amp: bfloat16`` would otherwise
-    run as unscaled fp16, ``device: gpu`` on the CPU)."""
-    return field(default=default, metadata={"choices": (default, *others)})
+def choice(default: str, options: tuple[str, ...]) -> str:
+    """A string option that takes only one of ``options``: a typo is refused when the config
+    is read, not minutes later (or never: ``amp: bfloat16`` would otherwise run as unscaled
+    fp16, ``device: gpu`` on the CPU)."""
+    assert default in options
+    return field(default=default, metadata={"choices": options})
 
 
 @dataclass
@@ -37,10 +40,10 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = choice("char", "bpe")
+    kind: str = choice("char", ("char", "bpe"))
     vocab_size: int = 256  # bpe only
-    oov: str = choice("skip", "error", "unk")
-    case: str = choice("lower", "upper", "keep")
+    oov: str = choice("skip", ("error", "skip", "unk"))
+    case: str = choice("lower", ("lower", "upper", "keep"))
 
 
 @dataclass
@@ -55,10 +58,10 @@ class AugmentConfig:
     time_width: int = 40
     # What masked features become: "zero", or "mean" (the utterance's mean of each bin), which
     # suits features that the model normalises itself, such as raw MFCCs (see SpecAugment).
-    specaugment_fill: str = choice("zero", "mean")
+    specaugment_fill: str = choice("zero", FILLS)
     # Where the frequency masks fall: "features" (the feature dimensions as they are), or "mel"
     # (the mel bands behind MFCC features, as in the SpecAugment paper; needs the mean fill).
-    freq_mask_domain: str = choice("features", "mel")
+    freq_mask_domain: str = choice("features", ("features", "mel"))
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_snr: list[float] = field(default_factory=list)  # e.g. [10, 30]: Gaussian noise
     band_limit_prob: float = 0.0  # share of utterances cut to the band below band_limit_rate/2
@@ -68,12 +71,11 @@ class AugmentConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = choice("adamw", "sgd")
+    name: str = choice("adamw", ("adamw", "sgd"))
     lr: float = 1.5e-3
     weight_decay: float = 1e-2
     momentum: float = 0.9  # sgd
-    schedule: str = choice("warmup_cosine", "constant", "warmup_exponential", "onecycle",
-                           "newbob")
+    schedule: str = choice("warmup_cosine", SCHEDULES)
     warmup_steps: int = 200
     final_lr_ratio: float = 0.02  # cosine/exponential end point, as a fraction of lr
     newbob_threshold: float = 0.005  # halve lr when dev WER improves by less (absolute)
@@ -103,13 +105,13 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (tests, resume demos)
     max_minutes: float | None = None  # stop (cleanly, checkpointed) after this wall time
     seed: int = 0
-    device: str = choice("auto", "cpu", "cuda")
-    amp: str = choice("none", "bf16", "fp16")  # GPU only
+    device: str = choice("auto", ("auto", "cpu", "cuda"))
+    amp: str = choice("none", ("none", "bf16", "fp16"))  # GPU only
     checkpoint_every: int = 500  # steps between resumable checkpoints
     keep_best: int = 3
     early_stop: int = 0  # epochs without dev improvement before stopping (0: never)
     log_every: int = 20
-    cmvn: str = choice("global", "utterance")  # corpus statistics | per-utterance
+    cmvn: str = choice("global", ("global", "utterance"))  # corpus statistics | per-utterance
     cmvn_utterances: int = 2000  # utterances used for global CMVN statistics
     detect_anomaly: bool = False  # torch.autograd anomaly checks (slow; debugging only)
     progress: bool = True

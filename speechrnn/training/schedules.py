@@ -10,6 +10,8 @@ import math
 
 import torch
 
+SCHEDULES = ("constant", "warmup_cosine", "warmup_exponential", "onecycle", "newbob")
+
 
 def multiplier(kind: str, step: int, total: int, warmup: int, final_ratio: float) -> float:
     """Factor applied to the base learning rate at optimiser step ``step`` (0-based)."""
@@ -28,8 +30,7 @@ def multiplier(kind: str, step: int, total: int, warmup: int, final_ratio: float
         return final_ratio + (1 - final_ratio) * (1 + math.cos(math.pi * progress)) / 2
     if kind == "warmup_exponential":
         return final_ratio ** progress
-    raise ValueError(f"unknown schedule {kind!r} (constant | warmup_cosine | "
-                     "warmup_exponential | onecycle | newbob)")
+    raise ValueError(f"unknown schedule {kind!r} ({' | '.join(SCHEDULES)})")
 
 
 class Newbob:
