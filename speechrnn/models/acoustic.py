@@ -198,6 +198,12 @@ class AcousticModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) top-layer output → (B, T, V) log-probabilities, in fp32 even under
+        autocast: CPU autocast keeps log_softmax in bf16, whose 8-bit mantissa would round
+        a log-probability of −10 to steps of 0.06."""
+        return self.output(x).float().log_softmax(dim=-1)
+
     def forward(self, features: torch.Tensor, lengths: torch.Tensor,
                 intermediate_layers: tuple[int, ...] = ()) -> tuple:
         """(log-probabilities, lengths); with ``intermediate_layers`` (1-based recurrent layer
@@ -214,10 +220,10 @@ class AcousticModel(nn.Module):
         for number, (rnn, norm) in enumerate(zip(self.rnns, self.norms, strict=True), start=1):
             x = self.dropout(norm(rnn(x, lengths)))
             if number in intermediate_layers:
-                intermediate.append(self.output(x).log_softmax(dim=-1))
+                intermediate.append(self.log_probs(x))
         if self.lookahead is not None:
             x = self.lookahead(_mask(x, lengths))
-        log_probs = self.output(x).log_softmax(dim=-1)
+        log_probs = self.log_probs(x)
         if intermediate_layers:
             return log_probs, lengths, intermediate
         return log_probs, lengths
@@ -281,7 +287,7 @@ def stream_chunk(model: AcousticModel, features: torch.Tensor, state: StreamStat
         state.future = x[:, ready:]
         x = (model.lookahead.conv(x.transpose(1, 2)).transpose(1, 2) if ready
              else x[:, :0])
-    return model.output(x).log_softmax(dim=-1), state
+    return model.log_probs(x), state
 
 
 PRESETS: dict[str, dict] = {

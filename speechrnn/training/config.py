@@ -106,7 +106,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (cleanly, checkpointed) after this wall time
     seed: int = 0
     device: str = choice("auto", ("auto", "cpu", "cuda"))
-    amp: str = choice("none", ("none", "bf16", "fp16"))  # GPU only
+    amp: str = choice("none", ("none", "bf16", "fp16"))  # bf16: CUDA or CPU; fp16: CUDA
     checkpoint_every: int = 500  # steps between resumable checkpoints
     keep_best: int = 3
     early_stop: int = 0  # epochs without dev improvement before stopping (0: never)
