@@ -174,6 +174,35 @@ def test_an_overflowing_fp16_step_changes_neither_weights_nor_schedule(prepared,
     assert trainer.scheduler.last_epoch == 1 and trainer.step == 2
 
 
+def test_bf16_autocast_runs_and_trains_on_the_cpu(prepared, tmp_path, caplog):
+    """amp: bf16 runs the recurrent layers in bf16 on a CPU, close to fp32, and hands out
+    fp32 log-probabilities (CPU autocast alone keeps log_softmax in bf16); a short bf16
+    training halves the loss. amp: fp16 on a CPU says that it trains in fp32."""
+    fp32 = Trainer(yesno_config(prepared), tmp_path / "fp32")
+    bf16 = Trainer(yesno_config(prepared, "amp=bf16", "max_steps=40", "epochs=100",
+                                "optim.schedule=constant"), tmp_path / "bf16")
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    batch = next(iter(fp32._loader(fp32.train_set, fp32.sampler)))
+    outputs = {}
+    for name, trainer in (("fp32", fp32), ("bf16", bf16)):
+        features, lengths = trainer._inputs(batch, train=False)
+        with torch.no_grad(), trainer._autocast():
+            outputs[name], _ = trainer.model(features, lengths)
+    assert outputs["bf16"].dtype == torch.float32
+    assert torch.allclose(outputs["bf16"].exp().sum(-1), torch.ones(()), atol=1e-5)
+    difference = float((outputs["bf16"] - outputs["fp32"]).abs().max())
+    assert 1e-4 < difference < 0.1  # bf16 arithmetic: not the fp32 result, but near it
+    bf16.config.data.dev = ""
+    bf16.fit()
+    losses = [float(row.split(",")[2]) for row in
+              (tmp_path / "bf16" / "train.csv").read_text().splitlines()[1:]]
+    assert sum(losses[-3:]) <= 0.5 * sum(losses[:3])
+    with caplog.at_level("WARNING"):
+        fp16 = Trainer(yesno_config(prepared, "amp=fp16", "device=cpu"), tmp_path / "fp16")
+    assert fp16.amp_dtype is None and not fp16.scaler.is_enabled()
+    assert "amp: fp16 needs a CUDA device; training in fp32 on cpu" in caplog.text
+
+
 def test_intermediate_ctc_adds_the_weighted_lower_layer_loss(prepared, tmp_path):
     trainer = Trainer(yesno_config(prepared, "model.layers=3", "inter_ctc_layers=[1,2]",
                                    "inter_ctc_weight=0.4"), tmp_path)
