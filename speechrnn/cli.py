@@ -386,6 +386,9 @@ def _lm_sentences(path: Path, case: str, kaldi_text: bool) -> list[list[str]]:
 def cmd_lm(args: argparse.Namespace) -> int:
     from speechrnn.decoding.lm import build_lm
 
+    if args.prune and len(args.prune) > args.order:
+        raise UsageError(f"--prune gives {len(args.prune)} counts for a {args.order}-gram LM "
+                         "(at most one per order)")
     sentences = []
     for path in args.text:
         sentences += _lm_sentences(path, args.case, args.kaldi_text)
@@ -407,7 +410,7 @@ def add_lm(commands) -> None:
                        help="one sentence per line, or a .jsonl manifest (several: pooled)")
     build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
     build.add_argument("--order", type=_positive_int, default=3)
-    build.add_argument("--prune", type=int, nargs="+",
+    build.add_argument("--prune", type=_count, nargs="+",
                        help="per order: drop n-grams seen at most this often (e.g. 0 0 1)")
     build.add_argument("--case", default="lower", choices=["lower", "upper", "keep"],
                        help="normalise text like the tokenizer does (default lower)")
@@ -482,6 +485,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 

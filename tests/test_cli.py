@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from speechrnn import audio
-from speechrnn.cli import main
+from speechrnn.cli import EXIT_INPUT, main
 from speechrnn.data.manifest import read_manifest
 from speechrnn.training.checkpoint import write_tensors
 from speechrnn.transcriber import Transcriber, resolve_model, split_at_pauses
@@ -292,7 +292,8 @@ def test_threads_option_sets_pytorch_threads(capsys):
 
 def test_out_of_range_numbers_are_refused_by_name(capsys):
     """--beam 0 decoded every file to an empty line, --beam -5 and --order 0 ended in a
-    traceback, --chunk 0 fed the audio one sample at a time: usage errors now, before any work."""
+    traceback, --chunk 0 fed the audio one sample at a time, --prune -1 pruned nothing: usage
+    errors now, before any work."""
     for args, message in ((["transcribe", "a.wav", "--beam", "0"], "--beam: must be at least 1"),
                           (["evaluate", "--manifest", "m.jsonl", "--out", "o", "--beam", "-5"],
                            "--beam: must be at least 1, got -5"),
@@ -301,10 +302,16 @@ def test_out_of_range_numbers_are_refused_by_name(capsys):
                           (["lm", "build", "t.txt", "lm.arpa", "--order", "0"],
                            "--order: must be at least 1"),
                           (["cmvn", "m.jsonl", "c.json", "--max-utterances", "0"],
-                           "--max-utterances: must be at least 1")):
+                           "--max-utterances: must be at least 1"),
+                          (["lm", "build", "t.txt", "lm.arpa", "--prune", "0", "-1"],
+                           "--prune: must be at least 0, got -1")):
         with pytest.raises(SystemExit) as exit_info:
             main(args)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    # one count per order at most (extra ones were silently ignored), said before reading text
+    assert main(["lm", "build", "missing.txt", "lm.arpa", "--order", "2",
+                 "--prune", "0", "1", "1"]) == EXIT_INPUT
+    assert "--prune gives 3 counts for a 2-gram LM" in capsys.readouterr().err
 
 
 def test_lm_build_and_models(tmp_path, data_dir):
