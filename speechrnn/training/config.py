@@ -132,6 +132,8 @@ def _build(cls, data: dict, where: str):
                   "ModelConfig": ModelConfig, "OptimConfig": OptimConfig}.get(str(field_type))
         if nested:
             value = _build(nested, value, f"{where}{key}.")
+        elif value is None and str(field_type) == "str | list[str]":
+            value = ""  # `--set data.dev=` or `dev:` left empty: no manifest, as by default
         elif value is None and str(field_type) in ("int", "float", "bool"):
             # a null number would fail (or silently mean 0) deep inside training
             raise ValueError(f"{where + key}: null is not allowed here (expected {field_type})")
