@@ -368,7 +368,7 @@ class Trainer:
 
     def _amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype of ``amp``, or None for fp32. bf16 runs on the CPU too: where
-        the CPU has bf16 instructions (AVX512-BF16, AMX), a 4 × 256 BLSTM step is 1.5-1.7×
+        the CPU has bf16 instructions (AVX512-BF16, AMX), a BLSTM training step is 1.4-1.6×
         faster (tools/bench/amp_step.py). fp16 needs CUDA (its loss scaler does)."""
         if self.config.amp == "none":
             return None

@@ -3,8 +3,7 @@
 the device a config trains on (CPUs with bf16 instructions included), and how far the bf16
 CTC loss of the first batch is from the fp32 one.
 
-    python tools/bench/amp_step.py --config recipes/speechocean762/conf/blstm.yaml \
-        --set model.layers=4 --threads 1
+    python tools/bench/amp_step.py --config recipes/speechocean762/conf/blstm.yaml --threads 1
 """
 
 from __future__ import annotations
