@@ -9,7 +9,6 @@ CTC loss of the first batch is from the fp32 one.
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 
@@ -44,7 +43,6 @@ def main() -> None:
                 break
         losses, seconds = {}, {}
         for amp, trainer in trainers.items():
-            start_weights = copy.deepcopy(trainer.model.state_dict())
             losses[amp] = trainer.train_step(batches[0]).loss  # also the warm-up step
             trainer.optimizer_step()
             started = time.perf_counter()
@@ -54,7 +52,6 @@ def main() -> None:
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
             seconds[amp] = (time.perf_counter() - started) / (len(batches) - 1)
-            trainer.model.load_state_dict(start_weights)
     utterances = sum(len(batch.ids) for batch in batches[1:]) / (len(batches) - 1)
     print(f"{args.config} {' '.join(args.set)}: {first.model.num_parameters():,} parameters, "
           f"device {first.device}, {torch.get_num_threads()} threads, "
