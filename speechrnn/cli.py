@@ -384,11 +384,12 @@ def _lm_sentences(path: Path, case: str, kaldi_text: bool) -> list[list[str]]:
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
-    from speechrnn.decoding.lm import build_lm
+    from speechrnn.decoding.lm import build_lm, check_lm_settings
 
-    if args.prune and len(args.prune) > args.order:
-        raise UsageError(f"--prune gives {len(args.prune)} counts for a {args.order}-gram LM "
-                         "(at most one per order)")
+    try:  # before reading the text, which can take minutes
+        check_lm_settings(args.order, args.prune or ())
+    except ValueError as error:
+        raise UsageError(f"--prune: {error}") from None
     sentences = []
     for path in args.text:
         sentences += _lm_sentences(path, args.case, args.kaldi_text)

@@ -311,7 +311,7 @@ def test_out_of_range_numbers_are_refused_by_name(capsys):
     # one count per order at most (extra ones were silently ignored), said before reading text
     assert main(["lm", "build", "missing.txt", "lm.arpa", "--order", "2",
                  "--prune", "0", "1", "1"]) == EXIT_INPUT
-    assert "--prune gives 3 counts for a 2-gram LM" in capsys.readouterr().err
+    assert "--prune: 3 prune counts for a 2-gram LM" in capsys.readouterr().err
 
 
 def test_lm_build_and_models(tmp_path, data_dir):

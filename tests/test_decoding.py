@@ -95,6 +95,16 @@ def test_arpa_reader_matches_kenlm(data_dir, tmp_path):
             theirs.score(["<s>", *sentence[:1]], sentence[-1]), abs=1e-4)
 
 
+def test_build_lm_refuses_prune_counts_it_cannot_use():
+    """A library caller gets the CLI's checks: extra counts were silently ignored before."""
+    sentences = [["a", "b"], ["a", "c"]]
+    for order, prune, message in ((2, (0, 1, 1), "3 prune counts for a 2-gram LM"),
+                                  (3, (0, -1), "must be at least 0"),
+                                  (0, (), "order must be at least 1")):
+        with pytest.raises(ValueError, match=message):
+            build_lm(sentences, order=order, prune=prune)
+
+
 @pytest.mark.parametrize("prune", [(), (0, 1, 1)])
 def test_built_lm_normalises(data_dir, prune):
     texts = [line.split()[1:] for line in

@@ -222,6 +222,19 @@ def _discounts(counts: Counter) -> tuple[float, float, float]:
             max(0.1, 3 - 4 * y * n4 / n3))
 
 
+def check_lm_settings(order: int, prune: Sequence[int] = ()) -> None:
+    """Raise ValueError for an order below 1 or prune counts that build_lm cannot use.
+
+    Separate from build_lm so that the CLI can refuse bad options before reading any text.
+    """
+    if order < 1:
+        raise ValueError(f"order must be at least 1, got {order}")
+    if len(prune) > order:
+        raise ValueError(f"{len(prune)} prune counts for a {order}-gram LM (at most one per order)")
+    if any(count < 0 for count in prune):
+        raise ValueError(f"prune counts must be at least 0, got {' '.join(map(str, prune))}")
+
+
 def build_lm(sentences: Iterable[Sequence[str]], order: int = 3,
              prune: Sequence[int] = ()) -> ArpaLM:
     """Interpolated modified Kneser-Ney n-gram model (Chen & Goodman 1998).
@@ -230,8 +243,7 @@ def build_lm(sentences: Iterable[Sequence[str]], order: int = 3,
     prefix a kept longer n-gram. Back-off weights are then computed from the kept
     probabilities, so every history's distribution sums to 1 whatever was pruned.
     """
-    if order < 1:
-        raise ValueError("order must be at least 1")
+    check_lm_settings(order, prune)
     raw: list[Counter] = [Counter() for _ in range(order + 1)]
     vocabulary = {EOS, UNK}
     for words in sentences:
