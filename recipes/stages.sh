@@ -11,11 +11,13 @@
 # Stages: 0 prepare · 1 CMVN · 2 LM · 3 train · 4 decode and score · 5 report.
 # --ensemble A,B decodes (stages 4-5) the runs exp/A, exp/B... together as exp/<name>, their
 # frame posteriors averaged; the members are trained by their own runs (--stop-stage 3).
+# --seeds 1,2 trains those members itself: stage 3 runs exp/<name>_s1, exp/<name>_s2... side
+# by side (seed=N each, the cores shared out by OMP_NUM_THREADS), then decodes them together.
 # Each stage skips work whose output exists (delete it to redo); everything is logged with
 # timestamps to exp/<name>/run.log.
 set -euo pipefail
 stage=0; stop_stage=5; data="$DEFAULT_DATA"; name="${NAME:-$(basename "$CONFIG" .yaml)}"
-extra=(); ensemble=""; train_set="${TRAIN_SET:-train}"; test_set="${TEST_SET:-test}"
+extra=(); ensemble=""; seeds=""; train_set="${TRAIN_SET:-train}"; test_set="${TEST_SET:-test}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -24,11 +26,16 @@ while [ $# -gt 0 ]; do
     --name) name=$2; shift 2 ;;
     --set) extra+=(--set "$2"); shift 2 ;;
     --ensemble) ensemble=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
     *) echo "usage: $0 [--stage N] [--stop-stage N] [--data DIR] [--name NAME] [--set k=v]..." \
-            "[--ensemble NAME,NAME...]" >&2
+            "[--ensemble NAME,NAME... | --seeds N,N...]" >&2
        exit 2 ;;
   esac
 done
+if [ -n "$seeds" ]; then
+  [ -z "$ensemble" ] || { echo "$0: --seeds and --ensemble exclude each other" >&2; exit 2; }
+  for seed in ${seeds//,/ }; do ensemble+="${ensemble:+,}${name}_s$seed"; done
+fi
 cd "$(dirname "$0")"
 exp="exp/$name"
 mkdir -p data "$exp"
@@ -36,13 +43,10 @@ log() { echo "$(date -u +%FT%TZ) [$CORPUS/$name] $*" | tee -a "$exp/run.log"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 members=("$exp/best")  # the model folder(s) that stages 4-5 decode
 if [ -n "$ensemble" ]; then
-  members=()
-  for member in ${ensemble//,/ }; do
-    [ -f "exp/$member/best/config.json" ] || { log "ensemble member exp/$member/best not trained"; exit 1; }
-    members+=("exp/$member/best")
-  done
+  members=(); for member in ${ensemble//,/ }; do members+=("exp/$member/best"); done
 fi
 models=(); for member in "${members[@]}"; do models+=(--model "$member"); done
+untrained() { local member; for member in "${members[@]}"; do [ -f "$member/config.json" ] || echo "$member"; done; }
 
 if run_stage 0 && [ ! -f data/$test_set.jsonl ]; then
   log "stage 0: prepare $CORPUS from $data"
@@ -79,6 +83,27 @@ if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/best/config.json" ]; then
     2>&1 | tee -a "$exp/run.log"
   log "training took $(( $(date +%s) - start )) s"
 fi
+if run_stage 3 && [ -n "$seeds" ] && [ -n "$(untrained)" ]; then
+  seed_list=(${seeds//,/ })
+  threads=${OMP_NUM_THREADS:-$(( $(nproc) / ${#seed_list[@]} > 0 ? $(nproc) / ${#seed_list[@]} : 1 ))}
+  log "stage 3: train seeds ${seeds} side by side, $threads thread(s) each (logs: exp/${name}_s<seed>/run.log)"
+  start=$(date +%s); groups=()
+  for seed in "${seed_list[@]}"; do  # each member runs its own stages 1 (CMVN) and 3
+    # setsid: a process group per member, so that an interrupt here stops its training too
+    OMP_NUM_THREADS=$threads setsid "./$(basename "$0")" --stage 1 --stop-stage 3 \
+      --name "${name}_s$seed" --set "seed=$seed" "${extra[@]}" >/dev/null 2>>"$exp/run.log" </dev/null &
+    groups+=("-$!")
+  done
+  trap 'kill -TERM -- "${groups[@]}" 2>/dev/null; log "interrupted"; exit 130' INT TERM
+  failed=0; for group in "${groups[@]}"; do wait "${group#-}" || failed=1; done
+  trap - INT TERM
+  log "training the seeds took $(( $(date +%s) - start )) s"
+  [ "$failed" -eq 0 ] || { log "a seed's training failed: see its run.log"; exit 1; }
+fi
+if run_stage 4 || run_stage 5; then
+  missing=$(untrained)
+  [ -z "$missing" ] || { log "not trained: $missing"; exit 1; }
+fi
 if run_stage 4; then
   log "stage 4: decode and score data/$test_set.jsonl"
   speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --beam 1 --lm none \
@@ -98,10 +123,14 @@ print(w["alpha"], w["beta"])' "$exp/lm_weights.json")
 fi
 if run_stage 5; then
   log "stage 5: report"
-  if [ -z "$ensemble" ]; then  # an ensemble's members have their own curves and alignments
-    python ../../tools/plot_training.py "$exp" --out "$exp/curves.png" || true
-    python ../../tools/plot_alignment.py --model "$exp/best" --manifest data/$test_set.jsonl \
-      --out "$exp/posteriogram.png" || true
+  # Curves and an alignment for each model trained here (--ensemble members have their own)
+  if [ -z "$ensemble" ] || [ -n "$seeds" ]; then
+    for member in "${members[@]}"; do
+      run=$(dirname "$member")
+      python ../../tools/plot_training.py "$run" --out "$run/curves.png" || true
+      python ../../tools/plot_alignment.py --model "$member" --manifest data/$test_set.jsonl \
+        --out "$run/posteriogram.png" || true
+    done
   fi
   python - "$exp" "${members[@]}" <<'PY' | tee -a "$exp/run.log"
 import json, sys
