@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # speechocean762: non-native (Mandarin L1) read English, ~2.6 h of training speech after the
-# dev split. Configs: conf/blstm.yaml (2-core CPU), conf/gpu_blstm.yaml (one GPU). Compare
+# dev split. Configs: conf/blstm.yaml (2-core CPU; its best result, two seeds decoded together:
+# run.sh --seeds 1,2), conf/gpu_blstm.yaml (one GPU). Compare
 # cells/directions with --set, e.g. --name gru_uni --set model.cell=gru
 # --set model.bidirectional=false --set model.hidden=360 (similar parameter budget).
 CORPUS=speechocean762
