@@ -91,7 +91,7 @@ if run_stage 3 && [ -n "$seeds" ] && [ -n "$(untrained)" ]; then
   for seed in "${seed_list[@]}"; do  # each member runs its own stages 1 (CMVN) and 3
     # setsid: a process group per member, so that an interrupt here stops its training too
     OMP_NUM_THREADS=$threads setsid "./$(basename "$0")" --stage 1 --stop-stage 3 \
-      --name "${name}_s$seed" --set "seed=$seed" "${extra[@]}" >/dev/null 2>>"$exp/run.log" </dev/null &
+      --name "${name}_s$seed" "${extra[@]}" --set "seed=$seed" >/dev/null 2>>"$exp/run.log" </dev/null &
     groups+=("-$!")
   done
   trap 'kill -TERM -- "${groups[@]}" 2>/dev/null; log "interrupted"; exit 130' INT TERM
