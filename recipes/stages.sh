@@ -32,9 +32,10 @@ while [ $# -gt 0 ]; do
        exit 2 ;;
   esac
 done
+seed_list=(${seeds//,/ })
 if [ -n "$seeds" ]; then
   [ -z "$ensemble" ] || { echo "$0: --seeds and --ensemble exclude each other" >&2; exit 2; }
-  for seed in ${seeds//,/ }; do ensemble+="${ensemble:+,}${name}_s$seed"; done
+  for seed in "${seed_list[@]}"; do ensemble+="${ensemble:+,}${name}_s$seed"; done
 fi
 cd "$(dirname "$0")"
 exp="exp/$name"
@@ -84,8 +85,8 @@ if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/best/config.json" ]; then
   log "training took $(( $(date +%s) - start )) s"
 fi
 if run_stage 3 && [ -n "$seeds" ] && [ -n "$(untrained)" ]; then
-  seed_list=(${seeds//,/ })
-  threads=${OMP_NUM_THREADS:-$(( $(nproc) / ${#seed_list[@]} > 0 ? $(nproc) / ${#seed_list[@]} : 1 ))}
+  threads=${OMP_NUM_THREADS:-$(( $(nproc) / ${#seed_list[@]} ))}
+  [ "$threads" -ge 1 ] || threads=1  # more seeds than cores
   log "stage 3: train seeds ${seeds} side by side, $threads thread(s) each (logs: exp/${name}_s<seed>/run.log)"
   start=$(date +%s); groups=()
   for seed in "${seed_list[@]}"; do  # each member runs its own stages 1 (CMVN) and 3
