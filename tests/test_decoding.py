@@ -322,10 +322,17 @@ def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_mo
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert "alpha 0.00 beta -30.00" in tune(4)  # tuned: every grid point printed
+    tuned = tune(4)
+    assert "alpha 0.00 beta -30.00" in tuned  # tuned: every grid point printed
     chosen = json.loads(out.read_text())
-    # Reused for the same setup; tuned again once the beam changes.
-    assert "kept" in tune(4) and json.loads(out.read_text()) == chosen
+    # The best beta is the grid's largest, so the "best:" line says to widen the grid; alpha 0
+    # is not flagged (no LM weight goes below 0), alpha 0.5 is.
+    best_line = tuned.splitlines()[-1]
+    assert "beta at the grid's high end" in best_line
+    assert ("alpha at the grid's high end" in best_line) == (chosen["alpha"] == 0.5)
+    # Reused for the same setup (the note kept); tuned again once the beam changes.
+    kept = tune(4)
+    assert "kept" in kept and "widen it" in kept and json.loads(out.read_text()) == chosen
     assert "alpha 0.00 beta -30.00" in tune(3) and json.loads(out.read_text())["beam"] == 3
     entries = read_manifest(dev)
     references = [e.text for e in entries]

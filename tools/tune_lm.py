@@ -2,7 +2,8 @@
 """Grid-search the LM weight (alpha) and word bonus (beta) on a dev manifest; print the best
 (and write it as JSON with --json, which the recipes' decode stage reads). With --reuse, an
 existing --json file is kept when it was tuned for the same model, LM, dev manifest, beam and
-grid, and tuned again otherwise (so changing BEAM in a recipe re-tunes).
+grid, and tuned again otherwise (so changing BEAM in a recipe re-tunes). A best weight at an
+end of its grid is flagged on the "best:" line: the optimum may lie beyond it.
 
     python tools/tune_lm.py --model exp/best --lm data/lm.arpa.gz --manifest data/dev.jsonl
 """
@@ -43,7 +44,8 @@ def main() -> None:
     if args.reuse and args.json and Path(args.json).exists():
         saved = json.loads(Path(args.json).read_text(encoding="utf-8"))
         if saved.get("setup") == setup:
-            print(f"best: alpha {saved['alpha']} beta {saved['beta']} (kept {args.json})")
+            print(f"best: alpha {saved['alpha']} beta {saved['beta']} (kept {args.json})"
+                  + _edge_note(saved["alpha"], saved["beta"], args.alphas, args.betas))
             return
         print(f"{args.json} was tuned with other inputs or grid: tuning again", file=sys.stderr)
     transcriber = Transcriber(args.model, lm=None, beam=1)
@@ -63,12 +65,27 @@ def main() -> None:
         print(f"alpha {alpha:4.2f} beta {beta:4.2f}: WER {100 * wer:6.2f}%  CER {100 * cer:6.2f}%",
               flush=True)
     wer, cer, alpha, beta = min(results)
-    print(f"best: alpha {alpha} beta {beta} (dev WER {100 * wer:.2f}%, CER {100 * cer:.2f}%)")
+    print(f"best: alpha {alpha} beta {beta} (dev WER {100 * wer:.2f}%, CER {100 * cer:.2f}%)"
+          + _edge_note(alpha, beta, args.alphas, args.betas))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"alpha": alpha, "beta": beta, "dev_wer": wer, "dev_cer": cer,
                        "beam": args.beam, "manifest": args.manifest, "setup": setup},
                       out, indent=1)
+
+
+def _edge_note(alpha: float, beta: float, alphas: list[float], betas: list[float]) -> str:
+    """Say which chosen weight lies at an end of its grid (a grid of one value is the user's
+    fixed choice; alpha cannot go below 0), or nothing."""
+    ends = []
+    for name, value, grid, floor in (("alpha", alpha, alphas, 0.0), ("beta", beta, betas, None)):
+        if len(set(grid)) < 2:
+            continue
+        if value == min(grid) and value != floor:
+            ends.append(f"{name} at the grid's low end")
+        elif value == max(grid):
+            ends.append(f"{name} at the grid's high end")
+    return f"; {', '.join(ends)}: the best may lie outside the grid, widen it" if ends else ""
 
 
 def _digest(path: str) -> str:
