@@ -257,7 +257,7 @@ class _FeatureBase(nn.Module):
             counts = frame_counts.to(features.device)
             features = features * (valid[None, :, None] < counts[:, None, None])
         if self.config.deltas:
-            features = _append_deltas(features, self.config.deltas)
+            features = _append_deltas(features, self.config.deltas, frame_counts)
         return (features[0], frame_counts[0]) if single else (features, frame_counts)
 
     def _blockwise(self, frames: torch.Tensor, counts: list[int]) -> torch.Tensor:
@@ -381,13 +381,27 @@ class Spectrogram(_FeatureBase):
         return _power(spectrum, out=out).clamp_(min=LOG_FLOOR).log_()
 
 
-def _append_deltas(features: torch.Tensor, order: int) -> torch.Tensor:
-    """Append Δ (and ΔΔ) along the feature axis using torchaudio's regression deltas."""
+def _append_deltas(features: torch.Tensor, order: int, counts: torch.Tensor) -> torch.Tensor:
+    """(B, T, F) + (B,) frame counts → (B, T, F × (1 + order)): Δ (and ΔΔ) appended with
+    torchaudio's regression deltas, each utterance's as if it were alone. torchaudio extends a
+    sequence by repeating its edge frames, but in a padded batch a shorter utterance's end
+    would meet the padding's zeros instead: its last frames' deltas would be off by tens, and
+    through per-utterance CMVN every frame with them. So each order first repeats every
+    utterance's last frame over its padding; the padding is zero again afterwards."""
+    steps = torch.arange(features.shape[1], device=features.device)[None, :]
+    counts = counts.to(features.device)[:, None]
+    padded = bool((counts < features.shape[1]).any())
+    last_frame_index = torch.minimum(steps, (counts - 1).clamp(min=0))
+    valid = (steps < counts).unsqueeze(-1)
     stacked = [features]
-    current = features.transpose(-1, -2)
+    current = features
     for _ in range(order):
-        current = AF.compute_deltas(current)
-        stacked.append(current.transpose(-1, -2))
+        if padded:
+            current = current.gather(1, last_frame_index.unsqueeze(-1).expand_as(current))
+        current = AF.compute_deltas(current.transpose(-1, -2)).transpose(-1, -2)
+        if padded:
+            current = current * valid
+        stacked.append(current)
     return torch.cat(stacked, dim=-1)
 
 
