@@ -3,7 +3,9 @@
 # preparer's manifests are not train/test), then sources this file. A recipe that sets
 # TUNE_ALPHAS and TUNE_BETAS (grids) has stage 4 tune ALPHA/BETA on data/dev.jsonl for each
 # model (tools/tune_lm.py, kept in exp/<name>/lm_weights.json and reused until the model, LM,
-# dev set, BEAM or grid change) instead of using fixed ones. A recipe that sets WORD_SEGMENTS
+# dev set, BEAM or grid change) instead of using fixed ones; with TUNE_BLANK_PENALTIES (a grid
+# of nats taken off the blank's log-probability) the blank penalty is tuned alongside, else it
+# is BLANK_PENALTY (default 0). A recipe that sets WORD_SEGMENTS
 # also gets data/<train>_words.jsonl, one line per word cut at the silences
 # (tools/split_words.py), for its config to train on beside the whole utterances. A recipe
 # with a closed vocabulary sets LEXICON: stage 2 writes the training transcripts' words to
@@ -109,18 +111,23 @@ if run_stage 4; then
   log "stage 4: decode and score data/$test_set.jsonl"
   speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --beam 1 --lm none \
     --out "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
+  BLANK_PENALTY=${BLANK_PENALTY:-0}
   if [ -n "${TUNE_ALPHAS:-}" ]; then
-    log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS)"
+    log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS;" \
+        "blank penalty ${TUNE_BLANK_PENALTIES:-$BLANK_PENALTY})"
+    cores=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
     python ../../tools/tune_lm.py "${models[@]}" --lm data/lm.arpa.gz \
       --manifest data/dev.jsonl --beam "$BEAM" --alphas $TUNE_ALPHAS --betas $TUNE_BETAS \
+      --blank-penalties ${TUNE_BLANK_PENALTIES:-$BLANK_PENALTY} --jobs "$cores" \
       --json "$exp/lm_weights.json" --reuse | tail -1 | tee -a "$exp/run.log"
-    read -r ALPHA BETA < <(python -c 'import json, sys; w = json.load(open(sys.argv[1]))
-print(w["alpha"], w["beta"])' "$exp/lm_weights.json")
+    read -r ALPHA BETA BLANK_PENALTY < <(python -c 'import json, sys
+w = json.load(open(sys.argv[1]))
+print(w["alpha"], w["beta"], w.get("blank_penalty", 0.0))' "$exp/lm_weights.json")
   fi
-  log "LM decoding with alpha $ALPHA beta $BETA beam $BEAM"
+  log "LM decoding with alpha $ALPHA beta $BETA blank penalty $BLANK_PENALTY beam $BEAM"
   speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
-    --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" ${LEXICON:+--lexicon data/lexicon.txt} \
-    --out "$exp/test_lm" | tail -4 | tee -a "$exp/run.log"
+    --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" --blank-penalty "$BLANK_PENALTY" \
+    ${LEXICON:+--lexicon data/lexicon.txt} --out "$exp/test_lm" | tail -4 | tee -a "$exp/run.log"
 fi
 if run_stage 5; then
   log "stage 5: report"

@@ -156,7 +156,8 @@ def _transcriber(args: argparse.Namespace):
 
     lexicon = _read_lexicon(args.lexicon) if args.lexicon else None
     return Transcriber(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
-                       beta=args.beta, device=args.device, lexicon=lexicon)
+                       beta=args.beta, blank_penalty=args.blank_penalty, device=args.device,
+                       lexicon=lexicon)
 
 
 def _read_lexicon(path: Path) -> list[str]:
@@ -185,6 +186,10 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
     parser.add_argument("--beta", type=float, help="word insertion bonus (default: the "
                         "model's tuned with an LM, 0 without)")
+    parser.add_argument("--blank-penalty", type=_non_negative_float, metavar="NATS",
+                        help="taken off the blank's log-probability in every frame before "
+                        "decoding, against deleted characters (default: the model's tuned "
+                        "with an LM, 0 without)")
     parser.add_argument("--lexicon", type=Path, metavar="FILE",
                         help="only output these words (one per line; first field of each line)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -493,6 +498,13 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 

@@ -92,14 +92,15 @@ class Transcriber:
     tasks such as yes/no or digit strings).
     ``model`` may be a list of checkpoints: an ensemble, whose posteriors are averaged frame by
     frame (see :meth:`log_probs`); the first one's decoding settings and LM apply.
-    ``beam``, ``alpha``, ``beta``: None takes the model's tuned ``decoding`` settings (its
-    config.json), else beam 16, alpha 0.5, beta 1.0.
+    ``beam``, ``alpha``, ``beta``, ``blank_penalty``: None takes the model's tuned
+    ``decoding`` settings (its config.json), else beam 16, alpha 0.5, beta 1.0, blank
+    penalty 0 (the tuned beta and blank penalty only with an LM, which they were tuned with).
     """
 
     def __init__(self, model: str | Path | Sequence[str | Path] | None = None,
                  lm: str | Path | None = "default",
                  beam: int | None = None, alpha: float | None = None,
-                 beta: float | None = None,
+                 beta: float | None = None, blank_penalty: float | None = None,
                  device: str = "cpu", max_segment: float = 20.0,
                  lexicon: Sequence[str] | None = None):
         names = [model] if model is None or isinstance(model, (str, Path)) else list(model)
@@ -114,14 +115,16 @@ class Transcriber:
         lm_path = self._lm_path(lm)
         frame_shift = self.checkpoint.frame_shift
         tokenizer = self.checkpoint.tokenizer
+        if blank_penalty is None:
+            blank_penalty = decoding.get("blank_penalty", 0.0) if lm_path is not None else 0.0
         if lm_path is None and beam <= 1 and lexicon is None:
-            self.decoder = GreedyDecoder(tokenizer, frame_shift)
+            self.decoder = GreedyDecoder(tokenizer, frame_shift, blank_penalty)
         else:
             self.decoder = BeamSearchDecoder(
                 tokenizer, ArpaLM.load(lm_path) if lm_path else None, beam=beam,
                 alpha=decoding.get("alpha", DEFAULT_ALPHA) if alpha is None else alpha,
                 beta=self._default_beta(decoding, lm_path) if beta is None else beta,
-                frame_shift=frame_shift, lexicon=lexicon)
+                frame_shift=frame_shift, lexicon=lexicon, blank_penalty=blank_penalty)
         self.lm_path = lm_path
         self.lexicon_size = None if lexicon is None else len(lexicon)
 
@@ -149,6 +152,7 @@ class Transcriber:
                 "lm": str(self.lm_path or "none"),
                 "decoder": type(decoder).__name__, "beam": getattr(decoder, "beam", 1),
                 "alpha": getattr(decoder, "alpha", None), "beta": getattr(decoder, "beta", None),
+                "blank_penalty": decoder.blank_penalty,
                 "lexicon_words": self.lexicon_size}
 
     def __call__(self, source: str | Path | np.ndarray | torch.Tensor,

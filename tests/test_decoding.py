@@ -55,6 +55,43 @@ def test_best_prefix_score_equals_brute_force_sum_over_alignments():
                                                      abs=1e-6)
 
 
+def test_blank_penalty_scores_each_blank_frame_against_brute_force():
+    """With a blank penalty p, a prefix's score is the sum over its alignments of their
+    probability times exp(-p) per blank frame; word confidences keep the true posteriors."""
+    tokenizer = CharTokenizer(["<blank>", " ", "a"])
+    penalty = 0.7
+    for seed in range(5):
+        log_probs = _random_log_probs(6, 3, seed, sharpness=2.0)
+        totals: dict = {}
+        for path in itertools.product(range(3), repeat=6):
+            log_p = sum(float(log_probs[t, k]) for t, k in enumerate(path))
+            weight = math.exp(log_p - penalty * path.count(0))
+            totals[_collapse(path)] = totals.get(_collapse(path), 0.0) + weight
+        best_prefix, best_weight = max(totals.items(), key=lambda item: item[1])
+        decoder = BeamSearchDecoder(tokenizer, None, beam=200, blank_penalty=penalty, **EXACT)
+        best = decoder.decode(log_probs)[0]
+        assert tuple(best.tokens) == best_prefix
+        assert best.score == pytest.approx(math.log(best_weight), abs=1e-6)
+
+
+@pytest.mark.parametrize("penalty,text", [(0.0, ""), (0.3, ""), (0.5, "a")])
+def test_blank_penalty_restores_a_character_that_blank_outweighs(penalty, text):
+    """One frame gives blank 0.6 and "a" 0.4 between two certain blanks: "a" wins once the
+    penalty exceeds ln(0.6 / 0.4) = 0.405 nats, in the greedy and the beam decoder alike
+    (the beam's certain-blank frames are skipped, as without a penalty)."""
+    probabilities = torch.tensor([[1.0, 0, 0], [0.6, 0, 0.4], [1.0, 0, 0]]).clamp(min=1e-12)
+    log_probs = probabilities.log()
+    tokenizer = CharTokenizer(["<blank>", " ", "a"])
+    greedy = GreedyDecoder(tokenizer, blank_penalty=penalty).decode(log_probs)[0]
+    beam = BeamSearchDecoder(tokenizer, None, beam=4, blank_penalty=penalty).decode(log_probs)[0]
+    assert greedy.text == beam.text == text
+    if text:
+        assert greedy.words[0].confidence == pytest.approx(0.4)
+    for negative in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="blank penalty must be ≥ 0"):
+            BeamSearchDecoder(tokenizer, None, blank_penalty=negative)
+
+
 def _confident(frames: int, vocab: int, seed: int, top: float = 0.95) -> torch.Tensor:
     """Posteriors whose best token has probability ``top`` in every frame (the others share
     the rest): here the most probable prefix is the best path's, so beam 1 must be greedy."""
@@ -313,17 +350,18 @@ def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_mo
     dev = prepared["yesno"] / "dev.jsonl"
     tool = Path(__file__).parents[1] / "tools" / "tune_lm.py"
 
-    def tune(beam: int) -> str:
+    def tune(beam: int, jobs: int = 1) -> str:
         result = subprocess.run(
             [sys.executable, str(tool), "--model", str(model_dir), "--lm", str(arpa),
              "--manifest", str(dev), "--beam", str(beam), "--alphas", "0.0", "0.5",
-             "--betas", "-30", "0.0", "--json", str(out), "--reuse"],
+             "--betas", "-30", "0.0", "--blank-penalties", "0", "20", "--jobs", str(jobs),
+             "--json", str(out), "--reuse"],
             capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    tuned = tune(4)
-    assert "alpha 0.00 beta -30.00" in tuned  # tuned: every grid point printed
+    tuned = tune(4, jobs=2)
+    assert "alpha 0.00 beta -30.00 blank penalty 20.00" in tuned  # every grid point printed
     chosen = json.loads(out.read_text())
     # The best beta is the grid's largest, so the "best:" line says to widen the grid; alpha 0
     # is not flagged (no LM weight goes below 0), alpha 0.5 is.
@@ -337,10 +375,20 @@ def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_mo
     entries = read_manifest(dev)
     references = [e.text for e in entries]
     dev_wer = {}
-    for alpha, beta in itertools.product([0.0, 0.5], [-30.0, 0.0]):
-        transcriber = Transcriber(model=model_dir, lm=arpa, beam=4, alpha=alpha, beta=beta)
-        dev_wer[alpha, beta] = jiwer.wer(references, [transcriber(e.audio).text for e in entries])
+    for alpha, beta, penalty in itertools.product([0.0, 0.5], [-30.0, 0.0], [0.0, 20.0]):
+        transcriber = Transcriber(model=model_dir, lm=arpa, beam=4, alpha=alpha, beta=beta,
+                                  blank_penalty=penalty)
+        dev_wer[alpha, beta, penalty] = jiwer.wer(references,
+                                                  [transcriber(e.audio).text for e in entries])
     assert chosen["beta"] == 0.0  # a word penalty of 30 nats deletes nearly every word
-    assert dev_wer[chosen["alpha"], chosen["beta"]] == min(dev_wer.values())
-    assert chosen["dev_wer"] == pytest.approx(dev_wer[chosen["alpha"], chosen["beta"]])
-    assert dev_wer[0.0, -30.0] > 0.5
+    # The blank penalty counters deletions: 20 nats per frame a word takes from blank buy
+    # back the words that the 30-nat word penalty deleted.
+    assert dev_wer[0.0, -30.0, 20.0] < dev_wer[0.0, -30.0, 0.0]
+    printed = next(line for line in tuned.splitlines()
+                   if line.startswith("alpha 0.00 beta -30.00 blank penalty 20.00"))
+    assert float(printed.split("WER")[1].split("%")[0]) == pytest.approx(
+        100 * dev_wer[0.0, -30.0, 20.0], abs=0.01)
+    key = chosen["alpha"], chosen["beta"], chosen["blank_penalty"]
+    assert dev_wer[key] == min(dev_wer.values())
+    assert chosen["dev_wer"] == pytest.approx(dev_wer[key])
+    assert dev_wer[0.0, -30.0, 0.0] > 0.5

@@ -152,7 +152,8 @@ def test_stream_refuses_a_bidirectional_model(yesno_model, prepared, capsys):
 def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, yesno_model,
                                                                      tmp_path):
     """tools/package_model.py: the packaged folder loads, its weights are float16 and give
-    the same transcripts, and Transcriber picks up its LM and alpha/beta by default."""
+    the same transcripts, and Transcriber picks up its LM, alpha/beta and blank penalty by
+    default (the tuned beta and blank penalty only with the LM they were tuned with)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -167,7 +168,8 @@ def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, y
     tool = Path(__file__).parents[1] / "tools" / "package_model.py"
     result = subprocess.run(
         [sys.executable, str(tool), str(model_dir), "--out", str(out), "--lm", str(arpa),
-         "--alpha", "0.7", "--beta", "1.3", "--beam", "4", "--tuned-on", "yesno dev",
+         "--alpha", "0.7", "--beta", "1.3", "--beam", "4", "--blank-penalty", "0.2",
+         "--tuned-on", "yesno dev",
          "--description", "test", "--metric", "test_wer=0.01"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -175,9 +177,14 @@ def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, y
         assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
     config = json.loads((out / "config.json").read_text())
     assert config["decoding"]["alpha"] == 0.7 and config["metrics"]["test_wer"] == 0.01
-    packaged, original = Transcriber(model=out), Transcriber(model=model_dir, lm=arpa,
-                                                             alpha=0.7, beta=1.3, beam=4)
+    packaged = Transcriber(model=out)
+    original = Transcriber(model=model_dir, lm=arpa, alpha=0.7, beta=1.3, beam=4,
+                           blank_penalty=0.2)
     assert packaged.settings()["alpha"] == 0.7 and packaged.settings()["beta"] == 1.3
+    assert packaged.settings()["blank_penalty"] == 0.2
+    without_lm = Transcriber(model=out, lm="none").settings()
+    assert without_lm["beta"] == 0.0 and without_lm["blank_penalty"] == 0.0
+    assert Transcriber(model=out, lm="none", blank_penalty=0.5).settings()["blank_penalty"] == 0.5
     assert packaged.settings()["beam"] == 4  # the packaged beam is the default too
     assert Path(packaged.settings()["lm"]).name == "lm.arpa.gz"
     for entry in read_manifest(prepared["yesno"] / "test.jsonl")[:5]:

@@ -6,8 +6,9 @@
 
 The weights are stored as float16 (half the size; `load_checkpoint` casts them back to
 float32), the tokenizer and CMVN are copied, and config.json gains ``decoding`` (the LM
-weights and beam that ``speechrnn transcribe`` uses by default), ``weights_dtype`` and a
-``description``. The folder is written next to its final place and then renamed.
+weights, blank penalty and beam that ``speechrnn transcribe`` uses by default),
+``weights_dtype`` and a ``description``. The folder is written next to its final place and
+then renamed.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, required=True)
     parser.add_argument("--beta", type=float, required=True)
     parser.add_argument("--beam", type=int, default=16)
+    parser.add_argument("--blank-penalty", type=float, default=0.0,
+                        help="nats off the blank's log-probability (tools/tune_lm.py)")
     parser.add_argument("--tuned-on", required=True, help="where alpha/beta were tuned")
     parser.add_argument("--description", required=True)
     parser.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
@@ -70,7 +73,7 @@ def main() -> int:
     except ValueError:
         parser.error(f"--metric expects NAME=NUMBER, got {args.metric}")
     decoding = {"alpha": args.alpha, "beta": args.beta, "beam": args.beam,
-                "tuned_on": args.tuned_on}
+                "blank_penalty": args.blank_penalty, "tuned_on": args.tuned_on}
     try:
         package(args.model, args.out, args.lm, decoding, args.description, metrics)
     except (CheckpointError, OSError) as error:

@@ -29,6 +29,7 @@ import torch
 from numba import types
 from numba.typed import Dict
 
+from speechrnn.decoding.greedy import check_blank_penalty
 from speechrnn.decoding.hypothesis import Hypothesis, Word
 from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM, words_by_spelling
 
@@ -419,6 +420,10 @@ class BeamSearchDecoder:
 
     ``lm`` is an :class:`ArpaLM` (or a path to an ARPA file); ``lexicon`` restricts output
     to those words; ``hotwords`` are boosted by ``hotword_weight`` per character.
+    ``blank_penalty`` (nats, ≥ 0) is taken off the blank's log-probability of every frame
+    before the search: CTC models, and more so ensembles whose members spike on different
+    frames, let blank win frames that hold a weak character, which deletes it; tuned on dev
+    with the LM weights (tools/tune_lm.py). Word confidences use the posteriors as given.
     Frame times use ``frame_shift`` seconds per output frame.
     """
 
@@ -429,7 +434,7 @@ class BeamSearchDecoder:
                  oov_char_penalty: float = -2.0,
                  lexicon: Sequence[str] | None = None, hotwords: Sequence[str] = (),
                  hotword_weight: float = 5.0, nbest: int = 1, frame_shift: float = 0.03,
-                 lookahead: bool = False):
+                 lookahead: bool = False, blank_penalty: float = 0.0):
         if isinstance(lm, (str,)) or hasattr(lm, "__fspath__"):
             lm = ArpaLM.load(lm)
         if lm is not None and not isinstance(lm, ArpaLM):
@@ -439,6 +444,7 @@ class BeamSearchDecoder:
             raise ValueError("word-level fusion needs a character tokenizer")
         if beam < 1 or nbest < 1:  # a beam of 0 would silently decode every utterance to ""
             raise ValueError(f"beam and nbest must be at least 1, not {beam} and {nbest}")
+        check_blank_penalty(blank_penalty)
         self.tokenizer = tokenizer
         self.lm = lm
         self.beam, self.alpha, self.beta = beam, alpha, beta
@@ -452,6 +458,7 @@ class BeamSearchDecoder:
         self.nbest = nbest
         self.frame_shift = frame_shift
         self.lookahead = float(lookahead)
+        self.blank_penalty = float(blank_penalty)
         self.tables = _Tables(tokenizer, lm, hotwords, lexicon)
         self._dicts = None
 
@@ -478,9 +485,15 @@ class BeamSearchDecoder:
             return [Hypothesis("", 0.0)]
         ngram_index, trie_children, hot_children = self._typed()
         tables = self.tables
+        search_log_probs = log_probs
+        if self.blank_penalty:
+            search_log_probs = log_probs.copy()
+            search_log_probs[:, 0] -= self.blank_penalty
         nodes, scores, parent, token, frame = _search(
-            log_probs, length, self.beam, self.token_k, self.token_min_logp,
-            self.blank_skip_logp, self.beam_prune_logp, self.tokenizer.space_id,
+            # frames are skipped by the blank's own posterior, so the penalty costs no speed
+            search_log_probs, length, self.beam, self.token_k, self.token_min_logp,
+            self.blank_skip_logp - self.blank_penalty, self.beam_prune_logp,
+            self.tokenizer.space_id,
             self.alpha, self.beta, self.oov_penalty, self.oov_char_penalty, self.lexicon,
             self.lm is not None,
             trie_children, tables.trie_word, tables.trie_smear * self.lookahead, tables.order,

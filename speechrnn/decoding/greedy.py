@@ -21,18 +21,35 @@ def greedy_ids(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]
     return [best[row][keep[row]].tolist() for row in range(best.shape[0])]
 
 
-class GreedyDecoder:
-    """Best-path decoding with word times and confidences (mean max-probability per word)."""
+def check_blank_penalty(penalty: float) -> None:
+    """A blank penalty is a non-negative number of nats (a negative one would favour blank,
+    which only deletes more)."""
+    if not penalty >= 0:
+        raise ValueError(f"the blank penalty must be ≥ 0 nats, not {penalty}")
 
-    def __init__(self, tokenizer, frame_shift: float = 0.03):
+
+class GreedyDecoder:
+    """Best-path decoding with word times and confidences (mean max-probability per word).
+    ``blank_penalty`` (nats) is taken off the blank's log-probability before the best path
+    is chosen, as in :class:`BeamSearchDecoder`; 0 is plain best-path decoding."""
+
+    def __init__(self, tokenizer, frame_shift: float = 0.03, blank_penalty: float = 0.0):
+        check_blank_penalty(blank_penalty)
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
+        self.blank_penalty = float(blank_penalty)
 
     def decode(self, log_probs: torch.Tensor, length: int | None = None) -> list[Hypothesis]:
         """(T, V) log-probs of one utterance → [best hypothesis]."""
         length = log_probs.shape[0] if length is None else int(length)
         log_probs = log_probs[:length].float()
-        best_lp, best = log_probs.max(dim=-1)
+        if self.blank_penalty:
+            scores = log_probs.clone()
+            scores[:, 0] -= self.blank_penalty
+            best = scores.argmax(dim=-1)
+            best_lp = log_probs.gather(1, best[:, None])[:, 0]
+        else:
+            best_lp, best = log_probs.max(dim=-1)
         best, best_lp = best.tolist(), best_lp.tolist()
         tokens, frames = [], []
         previous = 0
