@@ -130,8 +130,9 @@ def test_evaluate_writes_hyps_report_and_summary(prepared, tmp_path):
     assert summary["rtf"] > 0 and summary["decoder"]["decoder"] == "BeamSearchDecoder"
     decoding = json.loads((resolve_model(None) / "config.json").read_text())["decoding"]
     assert summary["decoder"]["lm"].endswith("lm.arpa.gz")
-    assert (summary["decoder"]["alpha"], summary["decoder"]["beta"]) == (
-        decoding["alpha"], decoding["beta"])
+    assert (summary["decoder"]["alpha"], summary["decoder"]["beta"],
+            summary["decoder"]["blank_penalty"]) == (
+        decoding["alpha"], decoding["beta"], decoding["blank_penalty"])
     hyps = [json.loads(x) for x in (out / "hyp.jsonl").read_text().splitlines()]
     assert len(hyps) == 10 and (out / "hyp.trn").exists() and (out / "report.txt").exists()
     scored = run("score", "--ref", str(out / "ref.trn"), "--hyp", str(out / "hyp.trn"),
@@ -192,7 +193,7 @@ def test_evaluate_with_a_lexicon_outputs_only_its_words(prepared, tmp_path):
     assert set(outputs["free"]) - set(words)  # the bundled model alone spells other words
     # Its tuned word bonus belongs to its LM: a beam search without one gets none.
     free = json.loads((tmp_path / "free" / "summary.json").read_text())["decoder"]
-    assert free["lm"] == "none" and free["beta"] == 0.0
+    assert free["lm"] == "none" and free["beta"] == free["blank_penalty"] == 0.0
     assert outputs["closed"] and set(outputs["closed"]) <= set(words)
     summary = json.loads((tmp_path / "closed" / "summary.json").read_text())
     assert summary["decoder"]["lexicon_words"] == len(words)
