@@ -115,7 +115,8 @@ if run_stage 4; then
   if [ -n "${TUNE_ALPHAS:-}" ]; then
     log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS;" \
         "blank penalty ${TUNE_BLANK_PENALTIES:-$BLANK_PENALTY})"
-    cores=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
+    cores=$(python -c 'import os
+print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())')
     python ../../tools/tune_lm.py "${models[@]}" --lm data/lm.arpa.gz \
       --manifest data/dev.jsonl --beam "$BEAM" --alphas $TUNE_ALPHAS --betas $TUNE_BETAS \
       --blank-penalties ${TUNE_BLANK_PENALTIES:-$BLANK_PENALTY} --jobs "$cores" \

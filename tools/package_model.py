@@ -66,6 +66,8 @@ def main() -> int:
     parser.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                         help="a measured result to record, e.g. test_wer=0.60 (repeatable)")
     args = parser.parse_args()
+    if not args.blank_penalty >= 0:
+        parser.error(f"--blank-penalty must be at least 0, got {args.blank_penalty}")
     if args.lm is not None and not args.lm.name.endswith(".arpa.gz"):
         parser.error(f"--lm {args.lm}: expected a gzipped ARPA file (.arpa.gz)")
     try:

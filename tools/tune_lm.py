@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep --json if it was tuned with the same inputs and grid")
     args = parser.parse_args()
+    if not min(args.blank_penalties) >= 0:
+        parser.error("--blank-penalties must be at least 0")
     grids = {"alpha": args.alphas, "beta": args.betas, "blank_penalty": args.blank_penalties}
     models = [_digest(model) for model in args.model]
     setup = {"model": models[0] if len(models) == 1 else models, "lm": _digest(args.lm),
