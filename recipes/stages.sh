@@ -123,7 +123,7 @@ print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.c
       --json "$exp/lm_weights.json" --reuse | tail -1 | tee -a "$exp/run.log"
     read -r ALPHA BETA BLANK_PENALTY < <(python -c 'import json, sys
 w = json.load(open(sys.argv[1]))
-print(w["alpha"], w["beta"], w.get("blank_penalty", 0.0))' "$exp/lm_weights.json")
+print(w["alpha"], w["beta"], w["blank_penalty"])' "$exp/lm_weights.json")
   fi
   log "LM decoding with alpha $ALPHA beta $BETA blank penalty $BLANK_PENALTY beam $BEAM"
   speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \

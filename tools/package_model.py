@@ -21,6 +21,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from speechrnn.cli import _non_negative_float as non_negative_float
 from speechrnn.training.checkpoint import (
     CheckpointError,
     atomic_directory,
@@ -59,15 +60,13 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, required=True)
     parser.add_argument("--beta", type=float, required=True)
     parser.add_argument("--beam", type=int, default=16)
-    parser.add_argument("--blank-penalty", type=float, default=0.0,
+    parser.add_argument("--blank-penalty", type=non_negative_float, default=0.0,
                         help="nats off the blank's log-probability (tools/tune_lm.py)")
     parser.add_argument("--tuned-on", required=True, help="where alpha/beta were tuned")
     parser.add_argument("--description", required=True)
     parser.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                         help="a measured result to record, e.g. test_wer=0.60 (repeatable)")
     args = parser.parse_args()
-    if not args.blank_penalty >= 0:
-        parser.error(f"--blank-penalty must be at least 0, got {args.blank_penalty}")
     if args.lm is not None and not args.lm.name.endswith(".arpa.gz"):
         parser.error(f"--lm {args.lm}: expected a gzipped ARPA file (.arpa.gz)")
     try:

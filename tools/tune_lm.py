@@ -20,6 +20,7 @@ import multiprocessing
 import sys
 from pathlib import Path
 
+from speechrnn.cli import _non_negative_float as non_negative_float
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.lm import ArpaLM
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=16)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9, 1.2])
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
-    parser.add_argument("--blank-penalties", type=float, nargs="+", default=[0.0],
+    parser.add_argument("--blank-penalties", type=non_negative_float, nargs="+", default=[0.0],
                         help="nats taken off the blank's log-probability (see the decoder)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="grid points decoded at once, one process each")
@@ -45,8 +46,6 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep --json if it was tuned with the same inputs and grid")
     args = parser.parse_args()
-    if not min(args.blank_penalties) >= 0:
-        parser.error("--blank-penalties must be at least 0")
     grids = {"alpha": args.alphas, "beta": args.betas, "blank_penalty": args.blank_penalties}
     models = [_digest(model) for model in args.model]
     setup = {"model": models[0] if len(models) == 1 else models, "lm": _digest(args.lm),
@@ -121,7 +120,7 @@ def _grid_map(jobs: int, state: tuple):
 
 def _describe(weights: dict) -> str:
     return (f"alpha {weights['alpha']} beta {weights['beta']} "
-            f"blank penalty {weights.get('blank_penalty', 0.0)}")
+            f"blank penalty {weights['blank_penalty']}")
 
 
 def _edge_note(best: dict, grids: dict[str, list[float]]) -> str:
@@ -129,7 +128,7 @@ def _edge_note(best: dict, grids: dict[str, list[float]]) -> str:
     fixed choice; alpha and the blank penalty cannot go below 0), or nothing."""
     ends = []
     for name, grid in grids.items():
-        value = best.get(name, 0.0)
+        value = best[name]
         floor = None if name == "beta" else 0.0
         if len(set(grid)) < 2:
             continue
