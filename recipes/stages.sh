@@ -82,7 +82,10 @@ fi
 if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/best/config.json" ]; then
   log "stage 3: train with conf/$CONFIG ${extra[*]:-}"
   start=$(date +%s)
-  speechrnn train --config "conf/$CONFIG" --outdir "$exp" --set progress=false "${extra[@]}" \
+  # an interrupted run continues from its checkpoint; one stopped before any is restarted
+  resume=()
+  if [ -d "$exp/last" ]; then resume=(--resume); elif [ -f "$exp/tokenizer.json" ]; then resume=(--overwrite); fi
+  speechrnn train --config "conf/$CONFIG" --outdir "$exp" --set progress=false "${extra[@]}" "${resume[@]}" \
     2>&1 | tee -a "$exp/run.log"
   log "training took $(( $(date +%s) - start )) s"
 fi

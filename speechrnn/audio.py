@@ -15,6 +15,11 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from speechrnn.fileio import input_problem
+
+# File name suffixes treated as audio when folders are searched
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+
 
 class AudioError(Exception):
     """A file could not be used as audio; the message names the file and the reason."""
@@ -90,9 +95,10 @@ def read(
             path, f"truncated: the header promises more samples than the {data.shape[0]} "
             "in the file"
         )
-    if not np.isfinite(data).all():
+    with np.errstate(over="ignore"):  # an overflow is reported just below, by name
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(mono).all():  # after the mix: huge float samples can overflow there
         raise AudioError(path, "contains NaN or infinite samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return torch.from_numpy(np.ascontiguousarray(mono)), rate
 
 
@@ -127,9 +133,8 @@ def _wav_data_missing(path: Path) -> bool:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
+    problem = input_problem(path)
+    if problem:
+        raise AudioError(path, problem)
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")

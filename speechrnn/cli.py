@@ -1,8 +1,9 @@
 """The ``speechrnn`` command: composes library calls; no logic a library user would miss.
 
 Exit codes (all commands): 0 success; 1 a batch finished but some items failed (each was
-reported); 2 bad usage or unusable input (a clear message naming the file, no traceback);
-130 interrupted.
+reported), or an output could not be written (disk full: named, partial files removed);
+2 bad usage or unusable input (a clear message naming the file, no traceback); 130
+interrupted; 141 standard output closed by its reader (``| head``), quietly.
 """
 
 from __future__ import annotations
@@ -12,12 +13,24 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from speechrnn.argtypes import (
+    beam_width,
+    count,
+    finite_float,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
+EXIT_PIPE = 141  # standard output closed by its reader, as a Unix tool killed by SIGPIPE
 
 
 class UsageError(Exception):
@@ -67,7 +80,7 @@ def add_prepare(commands) -> None:
                         help="fetch the corpus from its official site into SRC first")
     parser.add_argument("--test-speaker", help="fsdd: held-out test speaker (default yweweler)")
     parser.add_argument("--dev-speaker", help="fsdd: dev speaker (default: next speaker)")
-    parser.add_argument("--train-passes", type=_positive_int,
+    parser.add_argument("--train-passes", type=positive_int,
                         help="fsdd: groupings per train speaker")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dev-fraction", type=float,
@@ -76,6 +89,32 @@ def add_prepare(commands) -> None:
                         help="kaldi-dir: folder relative wav.scp paths start from")
     parser.add_argument("--subsets", nargs="+", help="librispeech: subsets to prepare")
     parser.set_defaults(handler=cmd_prepare)
+
+
+# What a training run writes into its folder; cmvn.json and run.log may come first (a
+# recipe's CMVN stage and log), so they do not mark a folder as holding a run.
+RUN_FILES = ("tokenizer.json", "config.yaml", "train.csv", "valid.csv", "last", "last.old",
+             "last.tmp", "best", "best.old", "best.tmp", "checkpoints", "tb")
+
+
+def _claim_run_folder(outdir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder that holds one (tokenizer, CMVN, logs and
+    checkpoints of two runs would mix) unless --resume continues it or --overwrite clears
+    it first."""
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; choose one")
+    found = [name for name in RUN_FILES if (outdir / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise UsageError(f"{outdir} already holds a training run ({', '.join(found)}); "
+                         "--resume continues it, --overwrite replaces it")
+    for name in found:
+        target = outdir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -88,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.detect_anomaly:
         config.detect_anomaly = True
+    _claim_run_folder(args.outdir, args.resume, args.overwrite)
     ensure_writable_dir(args.outdir)
     try:
         summary = Trainer(config, args.outdir, resume=args.resume).fit()
@@ -110,18 +150,42 @@ def add_train(commands) -> None:
     parser.add_argument("--outdir", type=Path, required=True, help="experiment folder")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTDIR/last exactly where it stopped")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in OUTDIR (checkpoints, tokenizer, logs; "
+                        "not cmvn.json) and train a new one")
     parser.add_argument("--detect-anomaly", action="store_true",
                         help="torch autograd anomaly detection (slow; for debugging NaNs)")
     parser.set_defaults(handler=cmd_train)
 
 
+def _read_scoring_inputs(args: argparse.Namespace, *hypothesis_paths: Path):
+    """References and each hypothesis file, refusing (exit 2) an empty reference set and
+    hypotheses whose ids the references lack, unless --ignore-extra says to drop them."""
+    from speechrnn.scoring import read_texts
+
+    references = read_texts(args.ref)
+    if not references:
+        raise UsageError(f"{args.ref}: no reference utterances in it")
+    hypotheses = []
+    for path in hypothesis_paths:
+        texts = read_texts(path)
+        extra = sorted(set(texts) - set(references))
+        if extra and not args.ignore_extra:
+            shown = " ".join(extra[:5]) + (" ..." if len(extra) > 5 else "")
+            raise UsageError(f"{path}: {len(extra)} hypothesis id(s) not in {args.ref}: "
+                             f"{shown} (--ignore-extra scores without them)")
+        hypotheses.append({k: v for k, v in texts.items() if k in references})
+    return references, hypotheses
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    from speechrnn.scoring import compare, read_texts, score
+    from speechrnn.scoring import compare, score
 
     if args.compare:
-        result = compare(read_texts(args.ref), read_texts(args.hyp), read_texts(args.compare))
+        references, (hyp_a, hyp_b) = _read_scoring_inputs(args, args.hyp, args.compare)
+        result = compare(references, hyp_a, hyp_b)
         if args.json:
-            print(json.dumps(dataclasses.asdict(result), indent=1))
+            print(json.dumps(dataclasses.asdict(result), indent=1, allow_nan=False))
         else:
             print(f"A {args.hyp}: WER {100 * result.wer_a:.2f}%\n"
                   f"B {args.compare}: WER {100 * result.wer_b:.2f}%\n"
@@ -129,11 +193,15 @@ def cmd_score(args: argparse.Namespace) -> int:
                   f"paired bootstrap P(B not better than A) = {result.bootstrap_p:.3f}; "
                   f"sign test p = {result.sign_p:.3f}")
         return EXIT_OK
-    report = score(read_texts(args.ref), read_texts(args.hyp), alignment=args.alignment)
+    references, (hypotheses,) = _read_scoring_inputs(args, args.hyp)
+    report = score(references, hypotheses, alignment=args.alignment)
     if args.json:
-        print(json.dumps(report.summary(), indent=1))
+        print(json.dumps(report.summary(), indent=1, allow_nan=False))
     else:
         print(report.format(alignments=args.alignments))
+    if report.missing:
+        print(f"speechrnn score: {len(report.missing)} of {len(references)} reference "
+              "utterance(s) have no hypothesis; scored as deletions", file=sys.stderr)
     return EXIT_PARTIAL if report.missing else EXIT_OK
 
 
@@ -148,6 +216,9 @@ def add_score(commands) -> None:
     parser.add_argument("--compare", type=Path, metavar="HYP_B",
                         help="a second system's hypotheses: paired bootstrap and sign test of "
                         "B against --hyp on the same utterances")
+    parser.add_argument("--ignore-extra", action="store_true",
+                        help="score without hypotheses whose ids the references lack "
+                        "(by default they are an error: a mismatched pair of files)")
     parser.set_defaults(handler=cmd_score)
 
 
@@ -155,9 +226,12 @@ def _transcriber(args: argparse.Namespace):
     from speechrnn.transcriber import Transcriber
 
     lexicon = _read_lexicon(args.lexicon) if args.lexicon else None
-    return Transcriber(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
-                       beta=args.beta, blank_penalty=args.blank_penalty, device=args.device,
-                       lexicon=lexicon)
+    try:
+        return Transcriber(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
+                           beta=args.beta, blank_penalty=args.blank_penalty,
+                           device=args.device, lexicon=lexicon)
+    except ValueError as error:  # settings refused by the decoders (the LM's own: LMError)
+        raise UsageError(str(error)) from None
 
 
 def _read_lexicon(path: Path) -> list[str]:
@@ -181,12 +255,12 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm", default="default",
                         help="ARPA file, 'default' (the model's own LM, when it ships one) "
                         "or 'none'")
-    parser.add_argument("--beam", type=_positive_int, help="beam width (default: the model's "
+    parser.add_argument("--beam", type=beam_width, help="beam width (default: the model's "
                         "tuned, else 16; 1 with --lm none: greedy)")
-    parser.add_argument("--alpha", type=float, help="LM weight (default: the model's tuned)")
-    parser.add_argument("--beta", type=float, help="word insertion bonus (default: the "
+    parser.add_argument("--alpha", type=finite_float, help="LM weight (default: the model's tuned)")
+    parser.add_argument("--beta", type=finite_float, help="word insertion bonus (default: the "
                         "model's tuned with an LM, 0 without)")
-    parser.add_argument("--blank-penalty", type=_non_negative_float, metavar="NATS",
+    parser.add_argument("--blank-penalty", type=non_negative_float, metavar="NATS",
                         help="taken off the blank's log-probability in every frame before "
                         "decoding, against deleted characters (default: the model's tuned "
                         "with an LM, 0 without)")
@@ -196,28 +270,33 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from speechrnn import audio
     from speechrnn.data.dataset import load_entry
     from speechrnn.data.manifest import read_manifest
-    from speechrnn.scoring import score, write_trn
+    from speechrnn.fileio import OutputError, OutputFiles
+    from speechrnn.scoring import check_trn_ids, score, write_trn
 
-    out = ensure_writable_dir(args.out)
+    # Everything is checked before the output folder is created or touched.
     entries = read_manifest(args.manifest)
+    if not entries:
+        raise UsageError(f"{args.manifest}: no utterances in it")
+    check_trn_ids((e.id for e in entries), str(args.manifest))
     transcriber = _transcriber(args)
+    out = ensure_writable_dir(args.output)
     references = {e.id: e.text for e in entries}
     speakers = {e.id: e.speaker for e in entries}
     hypotheses: dict[str, str] = {}
     failures = 0
     audio_seconds = compute_seconds = 0.0
-    from tqdm import tqdm
-
-    from speechrnn import audio
-
-    with open(out / "hyp.jsonl", "w", encoding="utf-8") as jsonl:
+    with OutputFiles() as files:  # the old results stay whole until the new ones are complete
+        jsonl = files.open(out / "hyp.jsonl")
         for entry in tqdm(entries, desc="decoding", unit="utt", disable=not sys.stderr.isatty()):
             try:
                 started = time.perf_counter()
                 waveform = load_entry(entry, transcriber.sample_rate)
-                result = transcriber.transcribe_waveform(waveform)
+                result = transcriber.transcribe_waveform(waveform, entry.audio)
                 compute_seconds += time.perf_counter() - started
             except audio.AudioError as error:
                 print(f"skipped {entry.id}: {error}", file=sys.stderr)
@@ -225,16 +304,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 continue
             audio_seconds += result.duration
             hypotheses[entry.id] = result.text
-            jsonl.write(json.dumps({"id": entry.id, **result.to_dict()}, ensure_ascii=False)
-                        + "\n")
-    write_trn(out / "hyp.trn", hypotheses)
-    write_trn(out / "ref.trn", references)
-    report = score(references, hypotheses, speakers)
-    (out / "report.txt").write_text(report.format(alignments=True) + "\n")
-    summary = {**report.summary(), "rtf": compute_seconds / max(audio_seconds, 1e-9),
-               "audio_seconds": audio_seconds, "decoder": transcriber.settings(),
-               "manifest": str(args.manifest), "failed": failures}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+            try:
+                jsonl.write(json.dumps({"id": entry.id, **result.to_dict()},
+                                       ensure_ascii=False) + "\n")
+            except OSError as error:
+                raise OutputError(out / "hyp.jsonl", error.strerror or str(error)) from None
+        write_trn(out / "hyp.trn", hypotheses, files)
+        write_trn(out / "ref.trn", references, files)
+        report = score(references, hypotheses, speakers)
+        files.write(out / "report.txt", report.format(alignments=True) + "\n")
+        summary = {**report.summary(), "rtf": compute_seconds / max(audio_seconds, 1e-9),
+                   "audio_seconds": audio_seconds, "decoder": transcriber.settings(),
+                   "manifest": str(args.manifest), "failed": failures}
+        files.write(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
     print(report.format())
     print(f"RTF {summary['rtf']:.4f}; results in {out}")
     return EXIT_PARTIAL if failures else EXIT_OK
@@ -244,24 +326,55 @@ def add_evaluate(commands) -> None:
     parser = commands.add_parser("evaluate", help="decode a manifest and score it")
     add_decoding_options(parser)
     parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--output", "--out", dest="output", type=Path, required=True,
+                        help="output folder (hyp.jsonl, hyp.trn, ref.trn, report.txt, "
+                        "summary.json; replaced only when all are complete)")
     parser.set_defaults(handler=cmd_evaluate)
 
 
-def _expand_inputs(items: list[str]) -> list[Path]:
-    from speechrnn.data.prepare.folder import AUDIO_SUFFIXES
+def _expand_inputs(items: list[str]) -> list[tuple[Path, Path]]:
+    """Audio files named by files, folders (searched recursively) and glob patterns, each with
+    the folder its output path is taken relative to (the folder given, else its own folder);
+    a file named twice is transcribed once."""
+    from speechrnn.audio import AUDIO_SUFFIXES
 
-    paths: list[Path] = []
+    found: list[tuple[Path, Path]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            found += [(p, path) for p in sorted(path.rglob("*"))
+                      if p.suffix.lower() in AUDIO_SUFFIXES]
         elif any(ch in item for ch in "*?["):
-            paths += sorted(Path().glob(item)) if not path.is_absolute() else sorted(
+            matches = sorted(Path().glob(item)) if not path.is_absolute() else sorted(
                 Path(path.anchor).glob(str(path.relative_to(path.anchor))))
+            found += [(p, p.parent) for p in matches]
         else:
-            paths.append(path)
-    return paths
+            found.append((path, path.parent))
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for path, base in found:
+        unique.setdefault(Path(os.path.realpath(path)), (path, base))  # a loop: no error here
+    return list(unique.values())
+
+
+def output_paths(inputs: list[tuple[Path, Path]], outdir: Path, suffix: str) -> list[Path]:
+    """One output file per input under ``outdir``, never two inputs on one file: the inputs'
+    folders are mirrored below their common base folder, and where two stems still meet
+    (``take.wav``, ``take.flac``) the source suffix is kept (``take.wav.txt``). UsageError
+    when even that collides."""
+    bases = [os.path.abspath(base) for _, base in inputs]
+    root = Path(os.path.commonpath(bases)) if bases else Path()
+    sources = [Path(os.path.abspath(path)) for path, _ in inputs]
+    targets = [outdir / p.relative_to(root).with_suffix(f".{suffix}") for p in sources]
+    taken = Counter(targets)
+    targets = [t.with_name(f"{p.name}.{suffix}") if taken[t] > 1 else t
+               for t, p in zip(targets, sources, strict=True)]
+    owners: dict[Path, Path] = {}
+    for target, (path, _) in zip(targets, inputs, strict=True):
+        if target in owners:
+            raise UsageError(f"{owners[target]} and {path} would both be written to {target}; "
+                             "rename one or transcribe them in separate runs")
+        owners[target] = path
+    return targets
 
 
 def _transcribe_streaming(transcriber, path: Path, chunk: float):
@@ -284,23 +397,28 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from speechrnn.audio import AudioError
+    from speechrnn.fileio import OutputError, write_atomic
     from speechrnn.formats import render
 
-    if args.output:
-        ensure_writable_dir(args.output)
-    files = _expand_inputs(args.inputs)
-    if not files:
+    inputs = _expand_inputs(args.inputs)
+    if not inputs:
         raise UsageError("no audio files matched the inputs")
+    suffix = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+    targets = (output_paths(inputs, args.output, suffix[args.format]) if args.output
+               else [None] * len(inputs))
     transcriber = _transcriber(args)
     if args.stream:
         try:
             transcriber.stream()
         except ValueError as error:
             raise UsageError(f"--stream: {error}") from None
-    suffix = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+    if args.output:
+        ensure_writable_dir(args.output)
     failures = 0
-    for path in tqdm(files, desc="transcribing", unit="file",
-                     disable=len(files) < 2 or not sys.stderr.isatty()):
+    files = [path for path, _ in inputs]
+    for number, (path, target) in enumerate(
+            tqdm(list(zip(files, targets, strict=True)), desc="transcribing", unit="file",
+                 disable=len(files) < 2 or not sys.stderr.isatty())):
         try:
             result = (_transcribe_streaming(transcriber, path, args.chunk) if args.stream
                       else transcriber(path))
@@ -309,9 +427,17 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failures += 1
             continue
         text = render(result, args.format, str(path))
-        if args.output:
-            target = args.output / f"{path.stem}.{suffix[args.format]}"
-            target.write_text(text, encoding="utf-8")
+        if target is not None:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, text)
+            except OSError as error:
+                if not isinstance(error, OutputError):
+                    error = OutputError(target.parent, error.strerror or str(error))
+                left = [str(p) for p in files[number:]]
+                print(f"speechrnn transcribe: error: {error}; stopped, {len(left)} input(s) "
+                      f"not done: {' '.join(left)}", file=sys.stderr)
+                return EXIT_PARTIAL
         elif args.format == "text" and len(files) > 1:
             sys.stdout.write(f"{path}\t{text}")
         else:
@@ -330,11 +456,12 @@ def add_transcribe(commands) -> None:
     parser.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns")
     add_decoding_options(parser)
     parser.add_argument("--format", default="text", choices=FORMATS)
-    parser.add_argument("--output", type=Path, help="write one file per input here")
+    parser.add_argument("--output", type=Path, help="write one file per input here, "
+                        "mirroring the inputs' folders (take.wav.txt where two stems meet)")
     parser.add_argument("--stream", action="store_true",
                         help="feed each file in chunks through a streaming session "
                         "(unidirectional models); partial text goes to a terminal's stderr")
-    parser.add_argument("--chunk", type=_positive_float, default=0.5, metavar="SECONDS",
+    parser.add_argument("--chunk", type=positive_float, default=0.5, metavar="SECONDS",
                         help="streaming chunk length (default 0.5)")
     parser.set_defaults(handler=cmd_transcribe)
 
@@ -391,6 +518,8 @@ def _lm_sentences(path: Path, case: str, kaldi_text: bool) -> list[list[str]]:
 def cmd_lm(args: argparse.Namespace) -> int:
     from speechrnn.decoding.lm import build_lm, check_lm_settings
 
+    if args.arpa.is_dir():
+        raise UsageError(f"{args.arpa}: is a directory; give the ARPA file's path")
     try:  # before reading the text, which can take minutes
         check_lm_settings(args.order, args.prune or ())
     except ValueError as error:
@@ -415,8 +544,8 @@ def add_lm(commands) -> None:
     build.add_argument("text", type=Path, nargs="+",
                        help="one sentence per line, or a .jsonl manifest (several: pooled)")
     build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
-    build.add_argument("--order", type=_positive_int, default=3)
-    build.add_argument("--prune", type=_count, nargs="+",
+    build.add_argument("--order", type=positive_int, default=3)
+    build.add_argument("--prune", type=count, nargs="+",
                        help="per order: drop n-grams seen at most this often (e.g. 0 0 1)")
     build.add_argument("--case", default="lower", choices=["lower", "upper", "keep"],
                        help="normalise text like the tokenizer does (default lower)")
@@ -455,7 +584,7 @@ def add_cmvn(commands) -> None:
     parser.add_argument("out", type=Path, help="cmvn.json (train reads OUTDIR/cmvn.json)")
     parser.add_argument("--config", type=Path, help="training config (its features section)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--max-utterances", type=_positive_int, default=2000)
+    parser.add_argument("--max-utterances", type=positive_int, default=2000)
     parser.set_defaults(handler=cmd_cmvn)
 
 
@@ -487,41 +616,14 @@ def add_export(commands) -> None:
     parser.set_defaults(handler=cmd_export)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
-        epilog="exit codes: 0 ok, 1 some items failed, 2 bad input or usage, 130 interrupted",
+        epilog="exit codes: 0 ok, 1 some items failed or an output could not be written, "
+        "2 bad input or usage, 130 interrupted, 141 output pipe closed",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--threads", type=_positive_int, metavar="N",
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for PyTorch (default: one per core). Several jobs "
                         "at once should share the cores: each with its default slows all "
                         "of them many times over")
@@ -546,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     from speechrnn.data.manifest import ManifestError
     from speechrnn.data.prepare import PrepareError
     from speechrnn.decoding.lm import LMError
+    from speechrnn.fileio import OutputError
     from speechrnn.scoring import ScoringError
     from speechrnn.training.checkpoint import CheckpointError
 
@@ -556,6 +659,15 @@ def main(argv: list[str] | None = None) -> int:
     except known as error:
         print(f"speechrnn {args.command}: error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:  # the reader went away (`... | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return EXIT_PIPE
+    except OSError as error:  # writing failed (disk full, permissions); partial files removed
+        message = (str(error) if isinstance(error, OutputError) or not error.filename
+                   else f"{error.filename}: {error.strerror}")
+        print(f"speechrnn {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_PARTIAL
     except KeyboardInterrupt:
         print(f"speechrnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -12,7 +12,9 @@ traced with, so a graph that silently fixed a shape is never written out as good
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -140,20 +142,28 @@ def export_checkpoint(model_dir: str | Path, outdir: str | Path, format: str = "
     model = checkpoint.model.float().eval()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "cmvn.json"):
-        shutil.copy(checkpoint.path / name, outdir / name)
-    if format == "torchscript":
-        target = outdir / "model.ts"
-        export_torchscript(model, target)
-    else:
-        target = outdir / "model.onnx"
-        export_onnx(model, target)
-    difference = max_difference(target, model)
-    if difference > TOLERANCE:
-        raise ExportError(f"{target}: log-probabilities differ from PyTorch by {difference:.2e}"
-                          f" (> {TOLERANCE})")
-    if quantize:  # from the checked fp32 graph
-        quantized = outdir / "model.int8.onnx"
-        quantize_onnx(target, quantized)
-        return quantized, max_difference(quantized, model)
-    return target, difference
+    # Everything is written and checked in a hidden folder beside the results, then moved
+    # into place file by file: a failed export leaves an earlier one in ``outdir`` whole.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=outdir))
+    try:
+        for name in ("config.json", "tokenizer.json", "cmvn.json"):
+            shutil.copy(checkpoint.path / name, staging / name)
+        if format == "torchscript":
+            target = staging / "model.ts"
+            export_torchscript(model, target)
+        else:
+            target = staging / "model.onnx"
+            export_onnx(model, target)
+        difference = max_difference(target, model)
+        if difference > TOLERANCE:
+            raise ExportError(f"{outdir / target.name}: log-probabilities differ from PyTorch "
+                              f"by {difference:.2e} (> {TOLERANCE})")
+        if quantize:  # from the checked fp32 graph
+            quantized = staging / "model.int8.onnx"
+            quantize_onnx(target, quantized)
+            target, difference = quantized, max_difference(quantized, model)
+        for item in staging.iterdir():
+            os.replace(item, outdir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return outdir / target.name, difference

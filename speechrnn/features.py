@@ -32,6 +32,8 @@ import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as AF
 from torch import nn
 
+from speechrnn.fileio import input_problem, write_atomic
+
 LOG_FLOOR = torch.finfo(torch.float32).eps
 
 
@@ -439,7 +441,7 @@ class GlobalCMVN(nn.Module):
         return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]), data.get("count", 0))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
+        write_atomic(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> GlobalCMVN:
@@ -463,13 +465,36 @@ class UtteranceCMVN(nn.Module):
         return {"mode": "utterance"}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
+        write_atomic(path, json.dumps(self.to_dict()))
 
 
 def load_cmvn(path: str | Path) -> GlobalCMVN | UtteranceCMVN:
-    """The normaliser described by a cmvn.json (global statistics or per-utterance mode)."""
-    data = json.loads(Path(path).read_text())
-    return UtteranceCMVN() if data.get("mode") == "utterance" else GlobalCMVN.from_dict(data)
+    """The normaliser described by a cmvn.json (global statistics or per-utterance mode);
+    ValueError naming the file for anything else (not JSON, uneven or non-finite
+    statistics, a standard deviation that is not above 0)."""
+    problem = input_problem(path)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable CMVN JSON file ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with mean and std")
+    if data.get("mode") == "utterance":
+        return UtteranceCMVN()
+    mean, std = data.get("mean"), data.get("std")
+    if not (isinstance(mean, list) and isinstance(std, list) and mean
+            and len(mean) == len(std)):
+        raise ValueError(f"{path}: mean and std must be lists of the same, non-zero length")
+    try:
+        mean_t = torch.tensor(mean, dtype=torch.float64)
+        std_t = torch.tensor(std, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{path}: mean and std must hold numbers only") from None
+    if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all() and (std_t > 0).all()):
+        raise ValueError(f"{path}: mean must be finite and std finite and above 0")
+    return GlobalCMVN.from_dict(data)
 
 
 class CMVNAccumulator:

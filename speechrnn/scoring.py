@@ -1,14 +1,17 @@
 """Scoring: WER/CER/SER on jiwer's alignment, reports, trn I/O and significance tests.
 
 References and hypotheses are dicts utterance id → text. Both sides go through the same
-:func:`speechrnn.text.normalize` before alignment. Ids present on one side only are listed,
-never silently dropped; utterances whose reference is empty are counted apart (their WER is
-undefined) and their hypothesis words are reported as insertions separately.
+:func:`speechrnn.text.normalize` before alignment. A reference without a hypothesis is scored
+as all deletions (as NIST sclite does) and listed as missing; a hypothesis without a
+reference is listed as extra and left out of the totals. Utterances whose reference is empty
+are counted apart (their WER is undefined) and their hypothesis words are reported as
+insertions separately. A rate without a denominator is None (``null`` in JSON), never NaN.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import jiwer
 
+from speechrnn.fileio import OutputFiles, input_problem
 from speechrnn.text import normalize
 
 
@@ -118,12 +122,14 @@ class Report:
                              samples, seed)
 
     def summary(self) -> dict:
+        """Totals as JSON-ready values: a rate without a denominator is None, never NaN."""
         words, chars = self.totals("words"), self.totals("chars")
         low, high = self.bootstrap_interval()
         return {
             "utterances": len(self.utterances), "ref_words": words.ref,
             "substitutions": words.sub, "deletions": words.dele, "insertions": words.ins,
-            "wer": words.rate, "wer_95ci": [low, high], "cer": chars.rate, "ser": self.ser,
+            "wer": _number(words.rate), "wer_95ci": [_number(low), _number(high)],
+            "cer": _number(chars.rate), "ser": _number(self.ser),
             "missing": self.missing, "extra": self.extra,
             "empty_references": self.empty_references,
             "empty_reference_insertions": self.empty_reference_insertions,
@@ -135,12 +141,13 @@ class Report:
         low, high = self.bootstrap_interval()
         lines = [
             f"utterances {len(self.utterances)}  reference words {words.ref}",
-            f"WER {100 * words.rate:.2f}%  (S {words.sub}  D {words.dele}  I {words.ins})  "
-            f"95% CI [{100 * low:.2f}, {100 * high:.2f}]",
-            f"CER {100 * chars.rate:.2f}%  SER {100 * self.ser:.2f}%",
+            f"WER {_percent(words.rate)}  (S {words.sub}  D {words.dele}  I {words.ins})  "
+            f"95% CI [{_percent(low, '')}, {_percent(high, '')}]",
+            f"CER {_percent(chars.rate)}  SER {_percent(self.ser)}",
         ]
         if self.missing:
-            lines.append(f"missing hypotheses ({len(self.missing)}): {' '.join(self.missing)}")
+            lines.append(f"missing hypotheses, scored as deletions ({len(self.missing)}): "
+                         f"{' '.join(self.missing)}")
         if self.extra:
             lines.append(f"hypotheses without reference ({len(self.extra)}): "
                          f"{' '.join(self.extra)}")
@@ -150,7 +157,7 @@ class Report:
                          f"{self.empty_reference_insertions} inserted words")
         lines += ["", f"{'speaker':16s} {'words':>7s} {'WER%':>7s} {'S':>5s} {'D':>5s} {'I':>5s}"]
         for speaker, counts in self.per_speaker().items():
-            lines.append(f"{speaker or '-':16s} {counts.ref:7d} {100 * counts.rate:7.2f} "
+            lines.append(f"{speaker or '-':16s} {counts.ref:7d} {_percent(counts.rate, ''):>7s} "
                          f"{counts.sub:5d} {counts.dele:5d} {counts.ins:5d}")
         if self.confusions(top):
             lines += ["", "most frequent substitutions (reference → hypothesis):"]
@@ -160,6 +167,15 @@ class Report:
             for utterance in self.utterances:
                 lines += _alignment_lines(utterance)
         return "\n".join(lines)
+
+
+def _percent(value: float, sign: str = "%") -> str:
+    """A rate as a percentage with two decimals; "n/a" without a denominator."""
+    return "n/a" if math.isnan(value) else f"{100 * value:.2f}{sign}"
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _alignment_lines(utterance: Utterance) -> list[str]:
@@ -235,12 +251,14 @@ def score(references: dict[str, str], hypotheses: dict[str, str],
     "sclite" (sclite's weighted costs, for S/D/I totals identical to NIST sclite's)."""
     if alignment not in ("jiwer", "sclite"):
         raise ValueError(f"alignment must be jiwer or sclite, not {alignment!r}")
+    if not references:
+        raise ScoringError("no reference utterances to score against")
     report = Report([])
     report.missing = sorted(set(references) - set(hypotheses))
     report.extra = sorted(set(hypotheses) - set(references))
-    for utt_id in sorted(set(references) & set(hypotheses)):
+    for utt_id in sorted(references):
         ref = normalize(references[utt_id], case)
-        hyp = normalize(hypotheses[utt_id], case)
+        hyp = normalize(hypotheses.get(utt_id, ""), case)
         if not ref:
             report.empty_references.append(utt_id)
             report.empty_reference_insertions += len(hyp.split())
@@ -290,7 +308,12 @@ class Comparison:
 
 def compare(references: dict[str, str], hypotheses_a: dict[str, str],
             hypotheses_b: dict[str, str], samples: int = 1000, seed: int = 0) -> Comparison:
-    """Paired significance of system B against system A on the same utterances."""
+    """Paired significance of system B against system A on the same utterances (a missing
+    hypothesis counts as all deletions on its side). ScoringError when the two systems share
+    no utterance of the references: there is nothing to pair."""
+    if not set(references) & set(hypotheses_a) & set(hypotheses_b):
+        raise ScoringError("the two hypothesis sets share no utterance id with each other "
+                           "and the references; nothing to compare")
     report_a, report_b = score(references, hypotheses_a), score(references, hypotheses_b)
     by_id_b = {u.id: u for u in report_b.utterances}
     pairs = [(u.words.errors, by_id_b[u.id].words.errors, u.words.ref)
@@ -338,10 +361,39 @@ def read_trn(path: str | Path) -> dict[str, str]:
     return texts
 
 
-def write_trn(path: str | Path, texts: dict[str, str]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for utt_id, text in texts.items():
-            handle.write(f"{text} ({utt_id})\n")
+def trn_id_problem(utt_id: str) -> str | None:
+    """Why ``utt_id`` cannot stand in a trn file (ours and sclite's read the id between the
+    line's last parentheses, up to whitespace), or None."""
+    if not utt_id:
+        return "an empty id"
+    if any(ch in "()" or ch.isspace() for ch in utt_id):
+        return f"id {utt_id!r} holds a parenthesis or whitespace, which a trn file cannot keep"
+    return None
+
+
+def check_trn_ids(ids: Iterable[str], where: str) -> None:
+    """ScoringError naming ``where`` for the first id a trn file could not hold."""
+    for utt_id in ids:
+        problem = trn_id_problem(utt_id)
+        if problem:
+            raise ScoringError(f"{where}: {problem}; rename it (letters, digits, - _ . only "
+                               "are safe)")
+
+
+def trn_lines(texts: dict[str, str]) -> str:
+    """The trn text of ``texts``, one line each; ids are checked, text whitespace (newlines
+    included) is collapsed so that every line reads back as written."""
+    check_trn_ids(texts, "trn output")
+    return "".join(f"{' '.join(text.split())} ({utt_id})\n" for utt_id, text in texts.items())
+
+
+def write_trn(path: str | Path, texts: dict[str, str], out: OutputFiles | None = None) -> None:
+    """Write ``texts`` as a trn file, all or nothing (into ``out``'s set when given)."""
+    if out is not None:
+        out.write(path, trn_lines(texts))
+        return
+    with OutputFiles() as files:
+        files.write(path, trn_lines(texts))
 
 
 def read_jsonl_texts(path: str | Path, field_name: str = "text") -> dict[str, str]:
@@ -368,6 +420,9 @@ def read_texts(path: str | Path) -> dict[str, str]:
 
 
 def _lines(path: str | Path) -> Iterable[tuple[int, str]]:
+    problem = input_problem(path)
+    if problem:
+        raise ScoringError(f"{path}: {problem}")
     try:
         raw = Path(path).read_bytes()
     except OSError as error:

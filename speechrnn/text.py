@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from speechrnn.fileio import write_atomic
+
 BLANK = "<blank>"
 UNK = "<unk>"
 _NOT_KEPT = re.compile(r"[^\w' ]+")
@@ -209,7 +211,7 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
+    write_atomic(path, json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -2,7 +2,9 @@
 length, rate and channel count.
 
 Long recordings are cut at the quietest point near each ``max_segment`` boundary (energy of
-10 ms frames), decoded as one padded batch, and the words are shifted back to file time.
+10 ms frames) and decoded a few segments at a time (so memory does not grow with the length
+of the file beyond the waveform itself); the words are shifted back to file time. Segments of
+digital silence are not decoded: they give no words.
 Unidirectional models can also stream (:meth:`Transcriber.stream`): audio goes in chunk by
 chunk, features and recurrent state are carried over, and partial text comes out as it grows.
 """
@@ -22,6 +24,7 @@ from speechrnn import audio
 from speechrnn.data.dataset import load_entry
 from speechrnn.data.manifest import Entry
 from speechrnn.decoding.beam import BeamSearchDecoder
+from speechrnn.decoding.checks import check_beam, check_blank_penalty, check_finite
 from speechrnn.decoding.greedy import GreedyDecoder
 from speechrnn.decoding.hypothesis import Word
 from speechrnn.decoding.lm import ArpaLM
@@ -33,6 +36,11 @@ DEFAULT_MODEL = "en-so762-blstm"
 DEFAULT_BEAM = 16
 DEFAULT_ALPHA = 0.5  # LM weight
 DEFAULT_BETA = 1.0  # word insertion bonus
+# Segments decoded together: enough to keep the model's batch busy, few enough that the
+# features and activations of a long file never exist at once (about 160 s of audio).
+SEGMENT_BATCH = 8
+# A segment whose samples all lie within one step of 16-bit audio is digital silence.
+SILENCE_PEAK = 1 / 32768
 
 
 def bundled_models() -> dict[str, Path]:
@@ -103,6 +111,18 @@ class Transcriber:
                  beta: float | None = None, blank_penalty: float | None = None,
                  device: str = "cpu", max_segment: float = 20.0,
                  lexicon: Sequence[str] | None = None):
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device}: CUDA is not available on this machine "
+                             "(use the CPU)")
+        if not max_segment > 0:
+            raise ValueError(f"max_segment must be above 0 seconds, not {max_segment!r}")
+        if beam is not None:
+            check_beam(beam)
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if value is not None:
+                check_finite(name, value)
+        if blank_penalty is not None:
+            check_blank_penalty(blank_penalty)
         names = [model] if model is None or isinstance(model, (str, Path)) else list(model)
         self.checkpoints = [load_checkpoint(resolve_model(name), device) for name in names]
         check_ensemble(self.checkpoints)
@@ -161,31 +181,40 @@ class Transcriber:
         ``sample_rate``."""
         if isinstance(source, (str, Path)):
             waveform = audio.load(source, self.sample_rate)
-        else:
-            waveform = torch.as_tensor(np.asarray(source), dtype=torch.float32)
-            if waveform.dim() == 2:
-                waveform = waveform.mean(0)
-            if sample_rate is None:
-                raise ValueError("sample_rate is required for an array input")
-            waveform = audio.resample(waveform, sample_rate, self.sample_rate)
+            return self.transcribe_waveform(waveform, source)
+        waveform = torch.as_tensor(np.asarray(source), dtype=torch.float32)
+        if waveform.dim() == 2:
+            waveform = waveform.mean(0)
+        if sample_rate is None:
+            raise ValueError("sample_rate is required for an array input")
+        waveform = audio.resample(waveform, sample_rate, self.sample_rate)
         return self.transcribe_waveform(waveform)
 
-    def transcribe_waveform(self, waveform: torch.Tensor) -> Transcript:
+    def transcribe_waveform(self, waveform: torch.Tensor, source: str | Path = "waveform"
+                            ) -> Transcript:
+        """Transcribe a mono waveform at the model's rate. ``source`` names it in errors:
+        non-finite samples, or posteriors that come out NaN, raise :class:`AudioError`."""
+        if not torch.isfinite(waveform).all():
+            raise audio.AudioError(source, "contains NaN or infinite samples")
         duration = waveform.numel() / self.sample_rate
         segments = split_at_pauses(waveform, self.sample_rate, self.max_segment)
         win = max(c.features.analysis.win_length for c in self.checkpoints)
-        pieces = [waveform[s:e] for s, e in segments if e - s >= win]
-        starts = [s / self.sample_rate for s, e in segments if e - s >= win]
-        if not pieces:
-            return Transcript("", [], duration)
-        log_probs, lengths = self.log_probs(pieces)
+        segments = [(s, e) for s, e in segments
+                    if e - s >= win and float(waveform[s:e].abs().max()) >= SILENCE_PEAK]
         texts, words = [], []
-        for i, start in enumerate(starts):
-            best = self.decoder.decode(log_probs[i], lengths[i])[0]
-            if best.text:
-                texts.append(best.text)
-            words += [Word(w.text, w.start + start, min(w.end + start, duration), w.confidence)
-                      for w in best.words]
+        for first in range(0, len(segments), SEGMENT_BATCH):
+            batch = segments[first : first + SEGMENT_BATCH]
+            log_probs, lengths = self.log_probs([waveform[s:e] for s, e in batch])
+            if torch.isnan(log_probs).any():
+                raise audio.AudioError(source, "the model's output is NaN for this audio "
+                                       "(samples far outside [-1, 1]?)")
+            for i, (start_sample, _) in enumerate(batch):
+                start = start_sample / self.sample_rate
+                best = self.decoder.decode(log_probs[i], lengths[i])[0]
+                if best.text:
+                    texts.append(best.text)
+                words += [Word(w.text, w.start + start, min(w.end + start, duration),
+                               w.confidence) for w in best.words]
         return Transcript(" ".join(texts), words, duration)
 
     def log_probs(self, waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

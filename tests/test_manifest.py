@@ -75,5 +75,5 @@ def test_duplicates_encoding_and_missing_audio(tmp_path):
         read_manifest(path)
     path.write_text(line)
     assert "audio file not found" in validate_manifest(path)[0]
-    with pytest.raises(ManifestError, match="cannot read manifest"):
+    with pytest.raises(ManifestError, match="absent.jsonl: no such file"):
         read_manifest(tmp_path / "absent.jsonl")

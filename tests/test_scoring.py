@@ -39,7 +39,8 @@ def test_missing_extra_and_empty_references():
     report = score(refs, hyps)
     assert report.missing == ["u2"] and report.extra == ["u4"]
     assert report.empty_references == ["u3"] and report.empty_reference_insertions == 2
-    assert report.totals().ref == 2 and report.wer == 0.5
+    # u2, with no hypothesis, is scored as all deletions (as sclite does): 2 of 3 words
+    assert report.totals().ref == 3 and report.totals().dele == 2 and report.wer == 2 / 3
     summary = report.summary()
     assert summary["missing"] == ["u2"] and summary["empty_references"] == ["u3"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from speechrnn.cli import _non_negative_float as non_negative_float
+from speechrnn.argtypes import non_negative_float
 from speechrnn.training.checkpoint import (
     CheckpointError,
     atomic_directory,

@@ -20,7 +20,7 @@ import multiprocessing
 import sys
 from pathlib import Path
 
-from speechrnn.cli import _non_negative_float as non_negative_float
+from speechrnn.argtypes import non_negative_float
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.lm import ArpaLM

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from speechrnn.fileio import atomic_open, input_problem
+
 MAX_DURATION = 4 * 3600.0  # seconds; longer "utterances" are almost surely a units mistake
 
 
@@ -90,6 +92,9 @@ def read_manifest(path: str | Path, check_audio: bool = False) -> list[Entry]:
     ``check_audio`` also requires every audio file to exist.
     """
     path = Path(path)
+    problem = input_problem(path)
+    if problem:
+        raise ManifestError(path, None, problem)
     try:
         raw = path.read_bytes()
     except OSError as error:
@@ -124,13 +129,11 @@ def write_manifest(path: str | Path, entries: Iterable[Entry]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
-    temporary = path.with_name(path.name + ".tmp")
     count = 0
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for entry in entries:
             handle.write(entry.to_json(relative_to=base) + "\n")
             count += 1
-    os.replace(temporary, path)
     return count
 
 

@@ -20,6 +20,7 @@ neither torch nor numpy vectorise; it ships with librosa, so it adds no dependen
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -29,10 +30,16 @@ import torch
 from numba import types
 from numba.typed import Dict
 
-from speechrnn.decoding.greedy import check_blank_penalty
+from speechrnn.decoding.checks import (
+    check_beam,
+    check_blank_penalty,
+    check_finite,
+    checked_log_probs,
+)
 from speechrnn.decoding.hypothesis import Hypothesis, Word
 from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM, words_by_spelling
 
+log = logging.getLogger(__name__)
 LN10 = math.log(10.0)
 NEG_INF = -1e30
 
@@ -442,8 +449,18 @@ class BeamSearchDecoder:
                             "backend for KenLM binaries")
         if getattr(tokenizer, "kind", "char") != "char":
             raise ValueError("word-level fusion needs a character tokenizer")
-        if beam < 1 or nbest < 1:  # a beam of 0 would silently decode every utterance to ""
-            raise ValueError(f"beam and nbest must be at least 1, not {beam} and {nbest}")
+        check_beam(beam)  # a beam of 0 would silently decode every utterance to ""
+        check_beam(nbest, "nbest")
+        for name, value in [("alpha (the LM weight)", alpha), ("beta (the word bonus)", beta),
+                            ("hotword_weight", hotword_weight), ("oov_penalty", oov_penalty),
+                            ("oov_char_penalty", oov_char_penalty),
+                            ("token_min_logp", token_min_logp),
+                            ("beam_prune_logp", beam_prune_logp)]:
+            check_finite(name, value)
+        if isinstance(token_k, bool) or not isinstance(token_k, int) or token_k < 1:
+            raise ValueError(f"token_k must be a whole number ≥ 1, not {token_k!r}")
+        if not 0 < blank_skip <= 1:
+            raise ValueError(f"blank_skip must be a probability in (0, 1], not {blank_skip!r}")
         check_blank_penalty(blank_penalty)
         self.tokenizer = tokenizer
         self.lm = lm
@@ -461,6 +478,20 @@ class BeamSearchDecoder:
         self.blank_penalty = float(blank_penalty)
         self.tables = _Tables(tokenizer, lm, hotwords, lexicon)
         self._dicts = None
+        if lm is not None:
+            self._warn_unspellable(lm)
+
+    def _warn_unspellable(self, lm: ArpaLM) -> None:
+        """An LM whose words the model mostly cannot spell (another language or alphabet,
+        upper-case words for a lower-case model) fuses nothing but the unknown-word score."""
+        words = [w for w in lm.vocabulary if w not in (BOS, EOS, UNK)]
+        symbols = set(self.tokenizer.symbols)
+        spellable = sum(1 for w in words
+                        if (text := self.tokenizer.normalize(w)) and set(text) <= symbols)
+        if words and spellable < 0.5 * len(words):
+            log.warning("%s: the model can spell only %d of its %d words; is it the LM for "
+                        "this model's language and alphabet?", lm.path or "the LM",
+                        spellable, len(words))
 
     def __getstate__(self) -> dict:  # typed dicts are rebuilt in worker processes
         state = self.__dict__.copy()
@@ -476,11 +507,9 @@ class BeamSearchDecoder:
 
     def decode(self, log_probs: torch.Tensor | np.ndarray, length: int | None = None
                ) -> list[Hypothesis]:
-        """(T, V) natural-log CTC posteriors of one utterance → N-best hypotheses."""
-        if isinstance(log_probs, torch.Tensor):
-            log_probs = log_probs.detach().float().cpu().numpy()
-        log_probs = np.ascontiguousarray(log_probs, dtype=np.float32)
-        length = log_probs.shape[0] if length is None else int(length)
+        """(T, V) natural-log CTC posteriors of one utterance → N-best hypotheses
+        (ValueError for a wrong shape, a length past the frames, or NaN)."""
+        log_probs, length = checked_log_probs(log_probs, length, len(self.tokenizer))
         if length == 0:
             return [Hypothesis("", 0.0)]
         ngram_index, trie_children, hot_children = self._typed()

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from speechrnn.decoding.checks import check_blank_penalty, checked_log_probs
 from speechrnn.decoding.hypothesis import Hypothesis, Word
 
 
@@ -21,13 +22,6 @@ def greedy_ids(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]
     return [best[row][keep[row]].tolist() for row in range(best.shape[0])]
 
 
-def check_blank_penalty(penalty: float) -> None:
-    """A blank penalty is a non-negative number of nats (a negative one would favour blank,
-    which only deletes more)."""
-    if not penalty >= 0:
-        raise ValueError(f"the blank penalty must be ≥ 0 nats, not {penalty}")
-
-
 class GreedyDecoder:
     """Best-path decoding with word times and confidences (mean max-probability per word).
     ``blank_penalty`` (nats) is taken off the blank's log-probability before the best path
@@ -40,9 +34,10 @@ class GreedyDecoder:
         self.blank_penalty = float(blank_penalty)
 
     def decode(self, log_probs: torch.Tensor, length: int | None = None) -> list[Hypothesis]:
-        """(T, V) log-probs of one utterance → [best hypothesis]."""
-        length = log_probs.shape[0] if length is None else int(length)
-        log_probs = log_probs[:length].float()
+        """(T, V) log-probs of one utterance → [best hypothesis] (ValueError for a wrong
+        shape, a length past the frames, or NaN)."""
+        array, length = checked_log_probs(log_probs, length, len(self.tokenizer))
+        log_probs = torch.from_numpy(array[:length])
         if self.blank_penalty:
             scores = log_probs.clone()
             scores[:, 0] -= self.blank_penalty

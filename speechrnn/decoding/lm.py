@@ -9,10 +9,14 @@ substitute when an ARPA file has no ``<unk>``) unless the model has ``<unk>``.
 from __future__ import annotations
 
 import gzip
+import io
 import math
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from speechrnn.fileio import atomic_open, input_problem
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -23,8 +27,10 @@ class LMError(ValueError):
 
 def _open_text(path: Path):
     path = Path(path)
-    if not path.exists():
-        raise LMError(f"{path}: no such language model file")
+    problem = input_problem(path)
+    if problem:
+        raise LMError(f"{path}: {problem}" if problem != "no such file"
+                      else f"{path}: no such language model file")
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
@@ -47,7 +53,7 @@ class ArpaLM:
     @classmethod
     def load(cls, path: str | Path, unk_logprob: float = -100.0) -> ArpaLM:
         path = Path(path)
-        expected: dict[int, int] = {}
+        expected: dict[int, tuple[int, int]] = {}  # order → (count, header line)
         ngrams: list[dict] = [{}]
         section = 0
         try:
@@ -64,23 +70,41 @@ class ArpaLM:
                         continue
                     if section == 0:
                         if line.startswith("ngram "):
-                            order, count = line[6:].split("=")
-                            expected[int(order)] = int(count)
+                            order, count = cls._count(line, path, number)
+                            expected[order] = (count, number)
                         continue
                     if section < 0:
                         break
                     cls._entry(line, section, ngrams[section], path, number)
         except UnicodeDecodeError as error:
             raise LMError(f"{path}: not UTF-8 text ({error.reason})") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as error:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
             raise LMError(f"{path}: unreadable ({error})") from None
         if len(ngrams) < 2 or not ngrams[1]:
             raise LMError(f"{path}: no \\1-grams: section, not an ARPA file")
-        for order, count in expected.items():
+        for order, (count, number) in expected.items():
             if order >= len(ngrams) or len(ngrams[order]) != count:
                 found = len(ngrams[order]) if order < len(ngrams) else 0
-                raise LMError(f"{path}: header promises {count} {order}-grams, found {found}")
+                raise LMError(f"{path}:{number}: header promises {count} {order}-grams, "
+                              f"found {found}")
+        for order in range(1, len(ngrams)):
+            if order not in expected:
+                raise LMError(f"{path}: the header has no 'ngram {order}=' count for its "
+                              f"\\{order}-grams: section")
         return cls(ngrams, unk_logprob, str(path))
+
+    @staticmethod
+    def _count(line: str, path: Path, number: int) -> tuple[int, int]:
+        """(order, count) of a header line ``ngram K=N``."""
+        order, _, count = line[6:].partition("=")
+        try:
+            order_value, count_value = int(order), int(count)
+        except ValueError:
+            order_value = count_value = -1
+        if order_value < 1 or count_value < 0:
+            raise LMError(f"{path}:{number}: expected 'ngram K=N' with whole numbers K ≥ 1 and "
+                          f"N ≥ 0, got {line!r}")
+        return order_value, count_value
 
     @staticmethod
     def _section(line: str, path: Path, number: int) -> int:
@@ -106,6 +130,9 @@ class ArpaLM:
             backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
         except ValueError:
             raise LMError(f"{path}:{number}: not a number in {line!r}") from None
+        if not (logprob <= 0 and math.isfinite(backoff)):  # also refuses NaN
+            raise LMError(f"{path}:{number}: a log10 probability must be a number ≤ 0 and a "
+                          f"back-off weight finite, got {line!r}")
         table[tuple(fields[1 : order + 1])] = (logprob, backoff)
 
     def score(self, context: Sequence[str], word: str) -> float:
@@ -314,9 +341,9 @@ def _to_arpa_model(probabilities: list[dict], order: int) -> ArpaLM:
 def write_arpa(path: str | Path, ngrams: list[dict]) -> None:
     """Write n-gram tables as an ARPA file (gzip when the name ends in .gz)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    temporary = path.with_name(path.name + ".tmp")
-    with opener(temporary, "wt", encoding="utf-8") as handle:
+    with atomic_open(path, binary=True) as raw, (
+            gzip.open(raw, "wt", encoding="utf-8") if path.suffix == ".gz"
+            else io.TextIOWrapper(raw, encoding="utf-8")) as handle:
         handle.write("\n\\data\\\n")
         for k in range(1, len(ngrams)):
             handle.write(f"ngram {k}={len(ngrams[k])}\n")
@@ -329,4 +356,3 @@ def write_arpa(path: str | Path, ngrams: list[dict]) -> None:
                 else:
                     handle.write(f"{logprob:.6f}\t{words}\n")
         handle.write("\n\\end\\\n")
-    temporary.replace(path)

@@ -24,8 +24,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
+from speechrnn.fileio import input_problem
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
-from speechrnn.text import Tokenizer, save_tokenizer, tokenizer_from_dict
+from speechrnn.text import Tokenizer, load_tokenizer, save_tokenizer
 
 FORMAT_VERSION = 1
 
@@ -120,10 +121,15 @@ def read_config(path: Path) -> dict:
     config_path = path / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{path}: not a speechrnn checkpoint (config.json missing)")
+    problem = input_problem(config_path)
+    if problem:
+        raise CheckpointError(f"{config_path}: {problem}")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
         raise CheckpointError(f"{config_path}: unreadable ({error})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object")
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{config_path}: format_version {version!r} is not supported by "
@@ -132,23 +138,78 @@ def read_config(path: Path) -> dict:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild model (eval mode, CMVN attached), feature extractor and tokenizer."""
+    """Rebuild model (eval mode, CMVN attached), feature extractor and tokenizer, after
+    checking that every part fits the others (CheckpointError naming the file otherwise)."""
+    from speechrnn.training.config import checked_dataclass
+
     path = resolve(path)
     config = read_config(path)
+    config_path = path / "config.json"
     try:
-        tokenizer = tokenizer_from_dict(
-            json.loads((path / "tokenizer.json").read_text(encoding="utf-8")))
+        model_config = checked_dataclass(ModelConfig, config.get("model"), "model.")
+        feature_config = checked_dataclass(FeatureConfig, config.get("features"), "features.")
+        features = build_features(feature_config)
+    except ValueError as error:
+        raise CheckpointError(f"{config_path}: {error}") from None
+    _check_decoding(config.get("decoding", {}), config_path)
+    tokenizer_path, weights = path / "tokenizer.json", path / "model.safetensors"
+    for part in (tokenizer_path, weights):
+        problem = input_problem(part)
+        if problem:
+            raise CheckpointError(f"{part}: {problem}")
+    try:
+        tokenizer = load_tokenizer(tokenizer_path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{tokenizer_path}: not a usable tokenizer ({error})") from None
+    symbols = getattr(tokenizer, "symbols", [])
+    if len(set(symbols)) != len(symbols):
+        raise CheckpointError(f"{tokenizer_path}: a symbol appears twice")
+    if len(tokenizer) != model_config.vocab_size:
+        raise CheckpointError(f"{tokenizer_path}: {len(tokenizer)} symbols, but the model's "
+                              f"output layer has {model_config.vocab_size}")
+    if model_config.input_dim != features.dim:
+        raise CheckpointError(f"{config_path}: the model reads {model_config.input_dim} "
+                              f"features per frame, the features section makes {features.dim}")
+    try:
         cmvn = load_cmvn(path / "cmvn.json")
-        state = load_file(str(path / "model.safetensors"))
-        model = AcousticModel(ModelConfig(**config["model"]))
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    if isinstance(cmvn, GlobalCMVN) and cmvn.mean.numel() != features.dim:
+        raise CheckpointError(f"{path / 'cmvn.json'}: statistics of {cmvn.mean.numel()} "
+                              f"features, but the features section makes {features.dim}")
+    try:
+        state = load_file(str(weights))
+        model = AcousticModel(model_config)
         model.load_state_dict(state)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
-        raise CheckpointError(f"{path}: cannot load checkpoint ({error})") from None
+        raise CheckpointError(f"{weights}: cannot load the weights ({error})") from None
+    bad = [name for name, tensor in state.items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(f"{weights}: non-finite (NaN or infinite) weights in "
+                              f"{', '.join(bad[:3])}")
     model.cmvn = cmvn
-    features = build_features(FeatureConfig(**config["features"]))
     model.to(device).eval()
     features.to(device).eval()
     return Checkpoint(model, features, tokenizer, config, path)
+
+
+def _check_decoding(decoding, config_path: Path) -> None:
+    """A model's tuned decoding settings: a mapping of the decoders' own types and ranges."""
+    from speechrnn.decoding.checks import check_beam, check_blank_penalty, check_finite
+
+    if not isinstance(decoding, dict):
+        raise CheckpointError(f"{config_path}: decoding must be a mapping of settings")
+    try:
+        if "beam" in decoding:
+            check_beam(decoding["beam"])
+        for name in ("alpha", "beta"):
+            if name in decoding:
+                check_finite(name, decoding[name])
+        if "blank_penalty" in decoding:
+            check_blank_penalty(decoding["blank_penalty"])
+    except ValueError as error:
+        raise CheckpointError(f"{config_path}: decoding: {error}") from None
 
 
 def flatten_state(obj, prefix: str = "", tensors: dict | None = None):

@@ -7,16 +7,16 @@ train/dev/test split (dev and test ``fraction`` of the utterances each).
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
+from speechrnn.audio import AUDIO_SUFFIXES
 from speechrnn.data.prepare.common import (
     PrepareError,
     PrepareReport,
     audio_entry,
     read_text_file,
 )
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
 
 
 def prepare(src: Path, outdir: Path, fraction: float = 0.1, seed: int = 0) -> PrepareReport:
@@ -34,7 +34,8 @@ def prepare(src: Path, outdir: Path, fraction: float = 0.1, seed: int = 0) -> Pr
         text = read_text_file(transcript, report)
         if text is None:
             continue
-        utt_id = str(path.relative_to(src).with_suffix("")).replace("/", "_")
+        # an id a trn file can hold: no whitespace or parentheses (sclite reads up to them)
+        utt_id = re.sub(r"[\s()/]", "_", str(path.relative_to(src).with_suffix("")))
         entry = audio_entry(report, utt_id, path, " ".join(text.split()), path.parent.name)
         if entry is not None:
             entries.append(entry)
