@@ -194,7 +194,7 @@ class Transcriber:
                             ) -> Transcript:
         """Transcribe a mono waveform at the model's rate. ``source`` names it in errors:
         non-finite samples, or posteriors that come out NaN, raise :class:`AudioError`."""
-        if not torch.isfinite(waveform).all():
+        if not audio.all_finite(waveform):
             raise audio.AudioError(source, "contains NaN or infinite samples")
         duration = waveform.numel() / self.sample_rate
         segments = split_at_pauses(waveform, self.sample_rate, self.max_segment)
@@ -344,7 +344,8 @@ def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
         return [(0, total)]
     hop = sample_rate // 100
     frames = waveform[: total - total % hop].reshape(-1, hop)
-    energy = frames.square().mean(1)
+    # in pieces of 100 s, so that no full-length copy of the waveform is ever made
+    energy = torch.cat([piece.square().mean(1) for piece in frames.split(10000)])
     segments, start = [], 0
     while total - start > limit:
         low = (start + 2 * limit // 3) // hop

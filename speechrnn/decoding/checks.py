@@ -38,7 +38,7 @@ def checked_log_probs(log_probs, length: int | None,
                       vocabulary: int) -> tuple[np.ndarray, int]:
     """(T, V) log-probabilities of one utterance as contiguous float32 and its frame count,
     after checking the shape against the tokenizer's ``vocabulary`` size, the length
-    against T, and that no value is NaN."""
+    against T, and that no value is NaN or +inf."""
     if hasattr(log_probs, "detach"):  # a torch tensor (torch is not imported for the check)
         log_probs = log_probs.detach().float().cpu().numpy()
     array = np.ascontiguousarray(log_probs, dtype=np.float32)
@@ -58,6 +58,7 @@ def checked_log_probs(log_probs, length: int | None,
             0 <= length <= array.shape[0]):
         raise ValueError(f"length must be a whole number from 0 to {array.shape[0]} (the "
                          f"frames given), not {length!r}")
-    if np.isnan(array[:length]).any():
-        raise ValueError("log-probabilities contain NaN")
+    used = array[:length]
+    if np.isnan(used).any() or np.isposinf(used).any():
+        raise ValueError("log-probabilities contain NaN or +inf")
     return array, int(length)

@@ -75,7 +75,7 @@ class ArpaLM:
                         continue
                     if section < 0:
                         break
-                    cls._entry(line, section, ngrams[section], path, number)
+                    cls._entry(line, section, ngrams, path, number)
         except UnicodeDecodeError as error:
             raise LMError(f"{path}: not UTF-8 text ({error.reason})") from None
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
@@ -120,7 +120,9 @@ class ArpaLM:
         raise LMError(f"{path}:{number}: unexpected section header {line!r}")
 
     @staticmethod
-    def _entry(line: str, order: int, table: dict, path: Path, number: int) -> None:
+    def _entry(line: str, order: int, ngrams: list[dict], path: Path, number: int) -> None:
+        """Add one n-gram line to ``ngrams[order]``; its words must be unigrams already (the
+        n-gram tables and the decoder's word ids are built from them)."""
         fields = line.split()
         if len(fields) not in (order + 1, order + 2):
             raise LMError(f"{path}:{number}: expected {order} words, a log10 probability and "
@@ -133,7 +135,12 @@ class ArpaLM:
         if not (logprob <= 0 and math.isfinite(backoff)):  # also refuses NaN
             raise LMError(f"{path}:{number}: a log10 probability must be a number ≤ 0 and a "
                           f"back-off weight finite, got {line!r}")
-        table[tuple(fields[1 : order + 1])] = (logprob, backoff)
+        words = tuple(fields[1 : order + 1])
+        if order > 1:
+            unknown = [w for w in words if (w,) not in ngrams[1]]
+            if unknown:
+                raise LMError(f"{path}:{number}: {unknown[0]!r} is not among the 1-grams")
+        ngrams[order][words] = (logprob, backoff)
 
     def score(self, context: Sequence[str], word: str) -> float:
         """log10 P(word | context) with Katz back-off."""

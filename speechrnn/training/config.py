@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -259,7 +260,8 @@ def apply_override(raw: dict, assignment: str) -> None:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML config (or start from defaults) and apply ``a.b=c`` overrides; every
-    field is type- and range-checked (ValueError naming the file or the dotted key)."""
+    field is type- and range-checked. ValueError, on one line, names the file for a problem
+    in it, and the dotted key for a problem an override brings."""
     raw: dict = {}
     if path is not None:
         problem = input_problem(path)
@@ -268,13 +270,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         try:
             raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: cannot read config ({error})") from None
+            reason = " ".join(str(error).split())  # YAML's messages span several lines
+            raise ValueError(f"{path}: cannot read config ({reason})") from None
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: the top level must be a mapping of config sections, "
                              f"not a {type(raw).__name__}")
+        try:  # the file alone first, so that its own mistakes are reported with its name
+            _resolve(copy.deepcopy(raw))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
     for assignment in overrides:
         apply_override(raw, assignment)
+    return _resolve(raw)
+
+
+def _resolve(raw: dict) -> TrainConfig:
+    """The checked config of a raw mapping, its preset's model fields filled in."""
     preset_name = raw.get("preset")
     if preset_name:
         if not isinstance(preset_name, str) or preset_name not in PRESETS:
