@@ -113,7 +113,7 @@ fi
 if run_stage 4; then
   log "stage 4: decode and score data/$test_set.jsonl"
   speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --beam 1 --lm none \
-    --out "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
+    --output "$exp/test_greedy" | tail -4 | tee -a "$exp/run.log"
   BLANK_PENALTY=${BLANK_PENALTY:-0}
   if [ -n "${TUNE_ALPHAS:-}" ]; then
     log "LM weights: grid search on data/dev.jsonl (alpha $TUNE_ALPHAS; beta $TUNE_BETAS;" \
@@ -131,7 +131,7 @@ print(w["alpha"], w["beta"], w["blank_penalty"])' "$exp/lm_weights.json")
   log "LM decoding with alpha $ALPHA beta $BETA blank penalty $BLANK_PENALTY beam $BEAM"
   speechrnn evaluate "${models[@]}" --manifest data/$test_set.jsonl --lm data/lm.arpa.gz \
     --beam "$BEAM" --alpha "$ALPHA" --beta "$BETA" --blank-penalty "$BLANK_PENALTY" \
-    ${LEXICON:+--lexicon data/lexicon.txt} --out "$exp/test_lm" | tail -4 | tee -a "$exp/run.log"
+    ${LEXICON:+--lexicon data/lexicon.txt} --output "$exp/test_lm" | tail -4 | tee -a "$exp/run.log"
 fi
 if run_stage 5; then
   log "stage 5: report"

@@ -48,12 +48,12 @@ def finite_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     value = _number(text)
     if not 0 <= value < math.inf:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 0 and finite, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
     value = _number(text)
     if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be above 0 and finite, got {text}")
     return value

@@ -118,6 +118,7 @@ def _claim_run_folder(outdir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from speechrnn.data.manifest import read_manifest
     from speechrnn.training.config import load_config
     from speechrnn.training.trainer import Trainer
 
@@ -128,6 +129,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.detect_anomaly:
         config.detect_anomaly = True
     _claim_run_folder(args.outdir, args.resume, args.overwrite)
+    for setting in (config.data.train, config.data.dev):  # before the folder is created
+        for manifest in [setting] if isinstance(setting, str) else setting:
+            if manifest:
+                read_manifest(manifest)
     ensure_writable_dir(args.outdir)
     try:
         summary = Trainer(config, args.outdir, resume=args.resume).fit()
@@ -564,9 +569,12 @@ def cmd_cmvn(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.set or [])
     except ValueError as error:
         raise UsageError(str(error)) from None
+    entries = read_manifest(args.manifest)  # inputs first: nothing is created for bad ones
+    if args.out.is_dir():
+        raise UsageError(f"{args.out}: is a directory; give the JSON file's path")
     ensure_writable_dir(args.out.parent)
     try:
-        cmvn = configured_cmvn(config, read_manifest(args.manifest), args.max_utterances)
+        cmvn = configured_cmvn(config, entries, args.max_utterances)
     except ValueError as error:
         raise UsageError(str(error)) from None
     cmvn.save(args.out)
@@ -592,8 +600,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from speechrnn.export import ExportError, export_checkpoint
     from speechrnn.transcriber import resolve_model
 
-    ensure_writable_dir(args.outdir)
-    try:
+    try:  # the model is loaded and checked before the output folder is created
         target, difference = export_checkpoint(resolve_model(args.model), args.outdir,
                                                args.format, args.quantize)
     except (ExportError, ImportError) as error:

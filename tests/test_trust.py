@@ -481,7 +481,12 @@ def test_cuda_without_cuda_is_one_line(tmp_path):
 
 def test_a_closed_stdout_ends_quietly(tmp_path):
     refs = write_texts(tmp_path / "ref.trn", {f"u{i}": "a b c" for i in range(3000)})
-    for args in (["score", "--ref", str(refs), "--hyp", str(refs), "--alignments"],):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(16000) * 0.3), 16000)
+    for args in (["score", "--ref", str(refs), "--hyp", str(refs), "--alignments"],
+                 ["transcribe", str(wav), str(wav.with_name("b.wav")), "--lm", "none"]):
+        if args[0] == "transcribe":
+            shutil.copy(wav, wav.with_name("b.wav"))
         process = subprocess.Popen([sys.executable, "-m", "speechrnn.cli", *args],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         process.stdout.close()  # the reader is gone before the first line

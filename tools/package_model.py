@@ -22,6 +22,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from speechrnn.argtypes import non_negative_float
+from speechrnn.fileio import write_atomic
 from speechrnn.training.checkpoint import (
     CheckpointError,
     atomic_directory,
@@ -47,7 +48,7 @@ def package(model: Path, out: Path, lm: Path | None, decoding: dict, description
             shutil.copy2(lm, folder / "lm.arpa.gz")
         packaged = {**config, "description": description, "weights_dtype": "float16",
                     "decoding": decoding, "metrics": {**config.get("metrics", {}), **metrics}}
-        (folder / "config.json").write_text(json.dumps(packaged, indent=1, ensure_ascii=False))
+        write_atomic(folder / "config.json", json.dumps(packaged, indent=1, ensure_ascii=False))
 
     atomic_directory(out, write)
 

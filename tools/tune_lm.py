@@ -24,6 +24,7 @@ from speechrnn.argtypes import non_negative_float
 from speechrnn.data.manifest import read_manifest
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.lm import ArpaLM
+from speechrnn.fileio import atomic_open
 from speechrnn.scoring import error_rates
 from speechrnn.transcriber import Transcriber
 
@@ -78,7 +79,7 @@ def main() -> None:
     print(f"best: {_describe(best)} (dev WER {100 * wer:.2f}%, CER {100 * cer:.2f}%)"
           + _edge_note(best, grids))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
+        with atomic_open(args.json) as out:
             json.dump({**best, "dev_wer": wer, "dev_cer": cer, "beam": args.beam,
                        "manifest": args.manifest, "setup": setup}, out, indent=1)
 

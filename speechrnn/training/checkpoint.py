@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
-from speechrnn.fileio import input_problem
+from speechrnn.fileio import input_problem, write_atomic
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
 from speechrnn.text import Tokenizer, load_tokenizer, save_tokenizer
 
@@ -55,11 +55,11 @@ def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Write ``tensors`` as safetensors. Not with safetensors' ``save_file``: it creates the
     file readable by its owner only (0600) whatever the umask, so a model folder shared on a
     server had readable JSON beside unreadable weights; a plain write follows the umask."""
-    Path(path).write_bytes(save(tensors))
+    write_atomic(path, save(tensors))
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def save_model(directory: Path, model: AcousticModel, feature_config: FeatureConfig,
@@ -89,10 +89,14 @@ def atomic_directory(final: Path, write) -> None:
     old = final.with_name(final.name + ".old")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    write(temporary)
-    for item in temporary.iterdir():  # make the content durable before the rename
-        with open(item, "rb") as handle:
-            os.fsync(handle.fileno())
+    try:
+        write(temporary)
+        for item in temporary.iterdir():  # make the content durable before the rename
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+    except BaseException:  # disk full, Ctrl-C: the old folder stays, nothing half-written
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)

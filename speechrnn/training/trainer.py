@@ -49,9 +49,16 @@ from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
 from speechrnn.decoding.greedy import greedy_ids
 from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
+from speechrnn.fileio import write_atomic
 from speechrnn.models.acoustic import AcousticModel, ModelConfig
 from speechrnn.scoring import error_rates
-from speechrnn.text import BPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_dict
+from speechrnn.text import (
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    save_tokenizer,
+    tokenizer_from_dict,
+)
 from speechrnn.training import checkpoint as ckpt
 from speechrnn.training.config import TrainConfig, to_dict
 from speechrnn.training.schedules import Newbob, build_scheduler
@@ -202,7 +209,8 @@ class Trainer:
             wanted = "cuda" if torch.cuda.is_available() else "cpu"
         if wanted == "cuda":
             if not torch.cuda.is_available():
-                raise ValueError("device cuda requested but no GPU is available")
+                raise ValueError("device cuda: CUDA is not available on this machine (set "
+                                 "device: cpu or auto)")
             index = int(os.environ.get("LOCAL_RANK", 0))
             torch.cuda.set_device(index)
             return torch.device("cuda", index)
@@ -271,7 +279,7 @@ class Trainer:
             tokenizer = CharTokenizer.build(texts, options.oov, options.case)
         if self.rank == 0:
             self.outdir.mkdir(parents=True, exist_ok=True)
-            saved.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False))
+            save_tokenizer(tokenizer, saved)
         return tokenizer
 
     def _cmvn(self, resume: bool, initial: ckpt.Checkpoint | None
@@ -442,7 +450,7 @@ class Trainer:
         config = self.config
         if self.rank == 0:
             self.outdir.mkdir(parents=True, exist_ok=True)
-            (self.outdir / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))
+            write_atomic(self.outdir / "config.yaml", yaml.safe_dump(to_dict(config)))
         anomaly = torch.autograd.set_detect_anomaly(config.detect_anomaly)
         with anomaly:
             while self.epoch < config.epochs and not self._done():
