@@ -472,6 +472,15 @@ def test_special_paths_are_named_for_what_they_are(tmp_path, capsys):
         ArpaLM.load(fifo)
 
 
+def test_an_unreadable_file_is_named_so(tmp_path, monkeypatch, capsys):
+    """Permissions (root reads everything, so the check's answer is what is patched)."""
+    locked = tmp_path / "locked.trn"
+    locked.write_text("a (u1)\n")
+    monkeypatch.setattr(fileio.os, "access", lambda path, mode: str(path) != str(locked))
+    assert main(["score", "--ref", str(locked), "--hyp", str(locked)]) == EXIT_INPUT
+    assert one_line_error(capsys.readouterr().err, str(locked), "not readable")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_line(tmp_path):
     result = cli("transcribe", str(tmp_path / "a.wav"), "--device", "cuda")
