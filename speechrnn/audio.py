@@ -30,8 +30,9 @@ class AudioError(Exception):
         super().__init__(f"{path}: {reason}")
 
 
-def info(path: str | Path) -> sf._SoundFileInfo:
-    """Header of an audio file (rate, channels, frames) without decoding it."""
+def info(path: str | Path):
+    """Header of an audio file without decoding it: soundfile's info object, with
+    ``samplerate``, ``channels`` and ``frames``."""
     path = Path(path)
     _check_file(path)
     try:

@@ -278,8 +278,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from speechrnn import audio
-    from speechrnn.data.dataset import load_entry
-    from speechrnn.data.manifest import read_manifest
+    from speechrnn.data.manifest import load_entry, read_manifest
     from speechrnn.fileio import OutputError, OutputFiles
     from speechrnn.scoring import check_trn_ids, score, write_trn
 
@@ -472,8 +471,8 @@ def add_transcribe(commands) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from speechrnn.training.checkpoint import read_config
-    from speechrnn.transcriber import DEFAULT_MODEL, bundled_models
+    from speechrnn.models.checkpoint import read_config
+    from speechrnn.pretrained import DEFAULT_MODEL, bundled_models
 
     models = bundled_models()
     if not models:
@@ -563,7 +562,7 @@ def cmd_cmvn(args: argparse.Namespace) -> int:
     from speechrnn.data.manifest import read_manifest
     from speechrnn.features import GlobalCMVN
     from speechrnn.training.config import load_config
-    from speechrnn.training.trainer import configured_cmvn
+    from speechrnn.training.setup import configured_cmvn
 
     try:
         config = load_config(args.config, args.set or [])
@@ -598,7 +597,7 @@ def add_cmvn(commands) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from speechrnn.export import ExportError, export_checkpoint
-    from speechrnn.transcriber import resolve_model
+    from speechrnn.pretrained import resolve_model
 
     try:  # the model is loaded and checked before the output folder is created
         target, difference = export_checkpoint(resolve_model(args.model), args.outdir,
@@ -656,8 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     from speechrnn.data.prepare import PrepareError
     from speechrnn.decoding.lm import LMError
     from speechrnn.fileio import OutputError
+    from speechrnn.models.checkpoint import CheckpointError
     from speechrnn.scoring import ScoringError
-    from speechrnn.training.checkpoint import CheckpointError
 
     known = (UsageError, AudioError, ManifestError, PrepareError, CheckpointError, LMError,
              ScoringError, FileNotFoundError)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechrnn.training.checkpoint import Checkpoint, load_checkpoint
+from speechrnn.models.checkpoint import Checkpoint, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 INPUTS, OUTPUTS = ["features", "lengths"], ["log_probs", "output_lengths"]

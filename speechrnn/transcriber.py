@@ -14,24 +14,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from speechrnn import audio
-from speechrnn.data.dataset import load_entry
-from speechrnn.data.manifest import Entry
+from speechrnn.data.manifest import Entry, load_entry
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.checks import check_beam, check_blank_penalty, check_finite
 from speechrnn.decoding.greedy import GreedyDecoder
 from speechrnn.decoding.hypothesis import Word
 from speechrnn.decoding.lm import ArpaLM
-from speechrnn.models.acoustic import StreamState, check_streamable, stream_chunk
-from speechrnn.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from speechrnn.models.acoustic import StreamState
+from speechrnn.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from speechrnn.pretrained import resolve_model
 
-DEFAULT_MODEL = "en-so762-blstm"
 # Decoding for a model without tuned settings in its config.json
 DEFAULT_BEAM = 16
 DEFAULT_ALPHA = 0.5  # LM weight
@@ -41,27 +39,6 @@ DEFAULT_BETA = 1.0  # word insertion bonus
 SEGMENT_BATCH = 8
 # A segment whose samples all lie within one step of 16-bit audio is digital silence.
 SILENCE_PEAK = 1 / 32768
-
-
-def bundled_models() -> dict[str, Path]:
-    """Models shipped inside the package (speechrnn/pretrained/<name>/)."""
-    root = Path(str(resources.files("speechrnn") / "pretrained"))
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").exists()}
-
-
-def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A checkpoint folder from a path, a bundled model's name, or None (the default)."""
-    name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
-    path = Path(name)
-    if path.exists():
-        return path
-    models = bundled_models()
-    if name in models:
-        return models[name]
-    available = ", ".join(models) or "none installed"
-    raise CheckpointError(f"{name}: no such model folder or bundled model ({available})")
 
 
 def check_ensemble(checkpoints: Sequence[Checkpoint]) -> None:
@@ -253,7 +230,7 @@ class Transcriber:
         """A streaming session (unidirectional models only; raises ValueError otherwise)."""
         if len(self.checkpoints) > 1:
             raise ValueError("streaming decodes one model, not an ensemble")
-        check_streamable(self.checkpoint.model)
+        self.checkpoint.model.check_streamable()
         return StreamingSession(self)
 
     def transcribe_streaming(self, waveform: torch.Tensor, chunk_seconds: float = 0.5,
@@ -301,8 +278,8 @@ class StreamingSession:
     def _step(self, final: bool) -> None:
         with torch.inference_mode():
             features = self._features()
-            log_probs, self.state = stream_chunk(self.transcriber.checkpoint.model, features,
-                                                 self.state, final)
+            log_probs, self.state = self.transcriber.checkpoint.model.stream(
+                features, self.state, final)
         self.chunks.append(log_probs[0].float().cpu())
         blank = self.transcriber.checkpoint.tokenizer.blank_id
         for token in self.chunks[-1].argmax(dim=-1).tolist():

@@ -19,8 +19,9 @@ from safetensors.torch import load_file
 from speechrnn import audio
 from speechrnn.cli import EXIT_INPUT, main
 from speechrnn.data.manifest import read_manifest
-from speechrnn.training.checkpoint import write_tensors
-from speechrnn.transcriber import Transcriber, resolve_model, split_at_pauses
+from speechrnn.models.checkpoint import write_tensors
+from speechrnn.pretrained import resolve_model
+from speechrnn.transcriber import Transcriber, split_at_pauses
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

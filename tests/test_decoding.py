@@ -16,8 +16,8 @@ from speechrnn.data import read_manifest
 from speechrnn.decoding import GreedyDecoder, greedy_ids
 from speechrnn.decoding.beam import BeamSearchDecoder, decode_many
 from speechrnn.decoding.lm import ArpaLM, KenLMAdapter, LMError, build_lm, lm_words
+from speechrnn.models.checkpoint import load_checkpoint
 from speechrnn.text import CharTokenizer
-from speechrnn.training import load_checkpoint
 
 TOKENIZER = CharTokenizer(["<blank>", " ", "a", "b", "c"])
 EXACT = dict(token_k=100, token_min_logp=-1e9, blank_skip=1.0, beam_prune_logp=-1e9)

@@ -14,8 +14,8 @@ from speechrnn.cli import main
 from speechrnn.data import read_manifest
 from speechrnn.decoding import greedy_ids
 from speechrnn.export import export_checkpoint, load_exported
-from speechrnn.models.acoustic import AcousticModel, ModelConfig, stream_chunk
-from speechrnn.training import load_checkpoint
+from speechrnn.models.acoustic import AcousticModel, ModelConfig
+from speechrnn.models.checkpoint import load_checkpoint
 from speechrnn.transcriber import Transcriber
 
 from .test_training import yesno_config
@@ -96,7 +96,7 @@ def test_streamed_chunks_equal_the_whole_utterance(prepared, lookahead, stack):
         while start < features.shape[1]:
             size = int(torch.randint(0, 23, (1,), generator=generator))
             end = min(start + size, features.shape[1])
-            piece, state = stream_chunk(model, features[:, start:end], state,
+            piece, state = model.stream(features[:, start:end], state,
                                         final=end == features.shape[1])
             pieces.append(piece)
             start = end

@@ -83,7 +83,7 @@ def test_frozen_format_version_1_checkpoint_still_loads_and_gives_the_same_outpu
     import json
     from pathlib import Path
 
-    from speechrnn.training import load_checkpoint
+    from speechrnn.models.checkpoint import load_checkpoint
 
     folder = Path(__file__).parent / "data" / "frozen_v1"
     checkpoint = load_checkpoint(folder)
@@ -101,9 +101,8 @@ def test_frozen_format_version_1_checkpoint_still_loads_and_gives_the_same_outpu
 
 def test_utterance_cmvn_keeps_padding_invariance_and_round_trips(tmp_path):
     from speechrnn.features import FeatureConfig, UtteranceCMVN
+    from speechrnn.models.checkpoint import load_checkpoint, save_model
     from speechrnn.text import CharTokenizer
-    from speechrnn.training import load_checkpoint
-    from speechrnn.training.checkpoint import save_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(input_dim=20, vocab_size=5, hidden=16, layers=1)).eval()

@@ -16,8 +16,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from speechrnn.training import load_checkpoint
-from speechrnn.training.checkpoint import load_trainer_state
+from speechrnn.models.checkpoint import load_checkpoint
+from speechrnn.training.checkpoints import load_trainer_state
 from tests.conftest import write_bad_audio
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

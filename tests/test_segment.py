@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechrnn.data.dataset import load_entry
-from speechrnn.data.manifest import Entry, read_manifest, write_manifest
+from speechrnn.data.manifest import Entry, load_entry, read_manifest, write_manifest
 from speechrnn.data.segment import word_segments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,16 +59,19 @@ def test_a_word_count_the_silences_do_not_match_gives_none(data_dir, tmp_path):
     assert word_segments(entry) is None
 
 
-def test_a_segment_never_starts_at_zero(data_dir, tmp_path):
-    # Offset 0 means "the whole file" in a manifest, so speech at the first sample starts
-    # its segment 1 ms in.
+def test_a_segment_may_start_at_zero_and_keeps_its_duration(data_dir, tmp_path):
+    # Offset 0 is a real offset: the segment starts at the first sample and its duration is
+    # honoured (a whole file is an entry without an offset).
     take, _ = sf.read(data_dir / "fsdd" / "recordings" / "3_jackson_0.wav", dtype="float32")
     path = tmp_path / "seven.wav"
     sf.write(path, np.concatenate([take, np.zeros(4000, np.float32)]), 8000)
     [segment] = word_segments(Entry(id="s", audio=str(path), duration=len(take) / 8000 + 0.5,
                                     text="three"))
-    assert segment.offset == 0.001
+    assert segment.offset == 0.0
+    assert len(load_entry(segment, 8000)) == round(segment.duration * 8000)
     assert len(load_entry(segment, 8000)) < len(take) + 4000
+    whole = Entry(id="w", audio=str(path), duration=1.0, text="three")
+    assert len(load_entry(whole, 8000)) == len(take) + 4000
 
 
 def test_split_words_tool_cuts_yesno_and_skips_a_broken_file(prepared, tmp_path):

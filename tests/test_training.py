@@ -19,9 +19,10 @@ from speechrnn.augment import SpecAugment
 from speechrnn.data import ASRDataset, collate, read_manifest
 from speechrnn.data.dataset import Batch
 from speechrnn.decoding import greedy_ids
+from speechrnn.models.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from speechrnn.scoring import error_rates
-from speechrnn.training import CheckpointError, load_checkpoint, load_config
-from speechrnn.training.checkpoint import average_checkpoints
+from speechrnn.training import load_config
+from speechrnn.training.config import to_dict
 from speechrnn.training.schedules import Newbob, multiplier
 from speechrnn.training.trainer import Trainer, ctc_batch_loss
 from speechrnn.transcriber import Transcriber
@@ -157,7 +158,7 @@ def test_an_overflowing_fp16_step_changes_neither_weights_nor_schedule(prepared,
     LR schedule must not advance past an optimizer that has not stepped (torch warns)."""
     trainer = Trainer(yesno_config(prepared), tmp_path)
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1e38)
-    batch = next(iter(trainer._loader(trainer.train_set, trainer.sampler)))
+    batch = next(iter(trainer.batches()))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -174,6 +175,15 @@ def test_an_overflowing_fp16_step_changes_neither_weights_nor_schedule(prepared,
     assert trainer.scheduler.last_epoch == 1 and trainer.step == 2
 
 
+def test_the_trainer_resolves_a_copy_and_leaves_the_callers_config_alone(prepared, tmp_path):
+    config = yesno_config(prepared, "epochs=1")
+    before = to_dict(config)
+    trainer = Trainer(config, tmp_path)
+    assert to_dict(config) == before  # input_dim and vocab_size are filled in the copy
+    assert trainer.config.model.vocab_size == len(trainer.tokenizer) != config.model.vocab_size
+    assert trainer.config.model.input_dim == 40
+
+
 def test_k_accumulated_steps_of_one_batch_leave_the_gradient_of_one_step(prepared, tmp_path):
     """The loss of each accumulated step is divided by accum_steps, so k passes over the same
     batch sum to exactly the gradient of one pass (twice it, if the division were lost)."""
@@ -181,7 +191,7 @@ def test_k_accumulated_steps_of_one_batch_leave_the_gradient_of_one_step(prepare
     for accum in (1, 2, 3):
         trainer = Trainer(yesno_config(prepared, f"optim.accum_steps={accum}", "seed=0"),
                           tmp_path / f"accum{accum}")
-        batch = next(iter(trainer._loader(trainer.train_set, trainer.sampler)))
+        batch = next(iter(trainer.batches()))
         for _ in range(accum):
             trainer.train_step(batch)
         gradients[accum] = {name: p.grad.clone() for name, p in trainer.model.named_parameters()
@@ -200,11 +210,11 @@ def test_bf16_autocast_runs_and_trains_on_the_cpu(prepared, tmp_path, caplog):
     bf16 = Trainer(yesno_config(prepared, "amp=bf16", "max_steps=40", "epochs=100", "data.dev=",
                                 "optim.schedule=constant"), tmp_path / "bf16")
     bf16.model.load_state_dict(fp32.model.state_dict())
-    batch = next(iter(fp32._loader(fp32.train_set, fp32.sampler)))
+    batch = next(iter(fp32.batches()))
     outputs = {}
     for name, trainer in (("fp32", fp32), ("bf16", bf16)):
-        features, lengths = trainer._inputs(batch, train=False)
-        with torch.no_grad(), trainer._autocast():
+        features, lengths = trainer.inputs(batch, train=False)
+        with torch.no_grad(), trainer.autocast():
             outputs[name], _ = trainer.model(features, lengths)
     assert outputs["bf16"].dtype == torch.float32
     assert torch.allclose(outputs["bf16"].exp().sum(-1), torch.ones(()), atol=1e-5)
@@ -281,8 +291,8 @@ def test_audio_cache_trains_exactly_as_decoding_every_epoch(prepared, tmp_path):
                "data.num_workers=1")
     plain = Trainer(yesno_config(prepared, *options), tmp_path / "plain")
     cached = Trainer(yesno_config(prepared, *options, "data.cache_audio=true"), tmp_path / "cached")
-    assert plain.audio_cache is None
-    assert len(cached.audio_cache) == len(plain.train_entries) + len(plain.dev_entries)
+    assert plain.setup.audio_cache is None
+    assert len(cached.setup.audio_cache) == len(plain.train_entries) + len(plain.dev_entries)
     plain.fit()
     cached.fit()
     assert plain.history == cached.history
@@ -298,8 +308,8 @@ def test_specaugment_starts_at_the_configured_epoch(prepared, tmp_path):
     masked_per_epoch = []
     for epoch in range(4):
         trainer.epoch, trainer.batches_done = epoch, 0
-        trainer._loader = lambda dataset, sampler: []  # the switch only, no steps
-        trainer._train_epoch()
+        trainer.batches = lambda *args: []  # the switch only, no steps
+        trainer.train_epoch()
         features = trainer.train_set[0].signal  # (T, F) log-mel; masks write zeros
         masked_per_epoch.append(bool((features == 0).all(dim=1).any()
                                      or (features == 0).all(dim=0).any()))
@@ -311,8 +321,8 @@ def test_mel_frequency_masks_reach_the_training_features(prepared, tmp_path):
             "augment.specaugment=true", "augment.specaugment_fill=mean", "augment.time_masks=0",
             "augment.freq_masks=2", "augment.freq_width=10", "epochs=1")
     trainer = Trainer(yesno_config(prepared, *mfcc, "augment.freq_mask_domain=mel"), tmp_path)
-    trainer._loader = lambda dataset, sampler: []  # the switch only, no steps
-    trainer._train_epoch()
+    trainer.batches = lambda *args: []  # the switch only, no steps
+    trainer.train_epoch()
     masked = trainer.train_set[0].signal
     trainer.train_set.feature_transform = None
     plain = trainer.train_set[0].signal
@@ -339,7 +349,7 @@ def test_batched_feature_masks_stay_within_each_utterance(prepared, tmp_path):
     lengths = torch.tensor([w.numel() for w in waves])
     batch = Batch(pad_sequence(waves, batch_first=True), lengths, torch.zeros(2, 1), lengths,
                   ["a", "b"], ["", ""], ["", ""])
-    features, frames = trainer._inputs(batch, train=True)
+    features, frames = trainer.inputs(batch, train=True)
     plain, _ = trainer.features(batch.inputs, lengths)
     count = int(frames[1])
     assert count < features.shape[1] and torch.equal(features[1, count:],
@@ -352,8 +362,8 @@ def test_batched_feature_masks_stay_within_each_utterance(prepared, tmp_path):
 def test_vtlp_warps_the_training_features(prepared, tmp_path):
     config = yesno_config(prepared, "augment.vtlp=[0.85,0.9]", "epochs=1")
     trainer = Trainer(config, tmp_path)
-    trainer._loader = lambda dataset, sampler: []  # the switch only, no steps
-    trainer._train_epoch()
+    trainer.batches = lambda *args: []  # the switch only, no steps
+    trainer.train_epoch()
     warped = trainer.train_set[0].signal
     trainer.train_set.feature_transform = None
     original = trainer.train_set[0].signal
@@ -381,7 +391,7 @@ def _twenty_steps(trainer, sampler) -> list[float]:
     for epoch in range(100):
         sampler.set_epoch(epoch)
         trainer.train_set.epoch = epoch
-        for batch in trainer._loader(trainer.train_set, sampler):
+        for batch in trainer.batches(trainer.train_set, sampler):
             losses.append(trainer.train_step(batch).loss)
             trainer.optimizer_step()
             if len(losses) == 20:
@@ -460,7 +470,7 @@ def test_best_checkpoint_breaks_wer_ties_by_cer_then_the_later_epoch(prepared, t
         trainer.epoch = epoch
         metrics = {"wer": wer, "cer": cer, "loss": loss, "epoch": epoch}
         trainer.history.append(metrics)
-        trainer._save_epoch(metrics)
+        trainer.save_epoch(metrics)
     best = json.loads((tmp_path / "best" / "config.json").read_text())["metrics"]
     assert best["epoch"] == 4  # not epoch 2 (lowest loss) nor 3 (same WER and CER, earlier)
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())

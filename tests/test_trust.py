@@ -25,10 +25,11 @@ from speechrnn.cli import EXIT_INPUT, EXIT_PARTIAL, main
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.greedy import GreedyDecoder
 from speechrnn.decoding.lm import ArpaLM, LMError
+from speechrnn.models.checkpoint import CheckpointError, load_checkpoint, write_tensors
+from speechrnn.pretrained import resolve_model
 from speechrnn.scoring import ScoringError, read_trn, score, write_trn
 from speechrnn.text import CharTokenizer
-from speechrnn.training.checkpoint import CheckpointError, load_checkpoint, write_tensors
-from speechrnn.transcriber import Transcriber, resolve_model
+from speechrnn.transcriber import Transcriber
 
 BUNDLED = resolve_model(None)
 

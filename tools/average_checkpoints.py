@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechrnn.training.checkpoint import CheckpointError, average_checkpoints
+from speechrnn.models.checkpoint import CheckpointError, average_checkpoints
 
 
 def main() -> int:

@@ -112,7 +112,7 @@ def join(folder: Path) -> None:
     """Rebuild ``model.safetensors`` from the shards written by :func:`shard`."""
     from safetensors.torch import load_file
 
-    from speechrnn.training.checkpoint import write_tensors
+    from speechrnn.models.checkpoint import write_tensors
 
     tensors = {}
     parts = sorted(folder.glob("model-*.safetensors"))

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from speechrnn.argtypes import non_negative_float
 from speechrnn.fileio import write_atomic
-from speechrnn.training.checkpoint import (
+from speechrnn.models.checkpoint import (
     CheckpointError,
     atomic_directory,
     read_config,

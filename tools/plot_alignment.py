@@ -13,9 +13,8 @@ import matplotlib
 import torch
 import torchaudio.functional as AF
 
-from speechrnn import audio
-from speechrnn.data.manifest import read_manifest
-from speechrnn.training.checkpoint import load_checkpoint
+from speechrnn.data.manifest import load_entry, read_manifest
+from speechrnn.models.checkpoint import load_checkpoint
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -30,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.model)
     entry = read_manifest(args.manifest)[args.index]
-    waveform = audio.load(entry.audio, checkpoint.features.config.sample_rate)
+    waveform = load_entry(entry, checkpoint.features.config.sample_rate)  # its segment
     with torch.no_grad():
         features, frames = checkpoint.features(waveform)
         log_probs, lengths = checkpoint.model(features[None], frames[None])

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from speechrnn import audio
-from speechrnn.data.manifest import Entry
+from speechrnn.data.manifest import Entry, load_entry
 from speechrnn.features import FeatureConfig, GlobalCMVN, build_features, compute_cmvn
 
 log = logging.getLogger(__name__)
@@ -56,18 +56,12 @@ class Batch:
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def load_entry(entry: Entry, sample_rate: int) -> torch.Tensor:
-    """The waveform of one manifest entry (its segment when it has an offset)."""
-    return audio.load(entry.audio, sample_rate, entry.offset,
-                      entry.duration if entry.offset else None)
-
-
 AudioCache = dict[tuple, torch.Tensor]
 
 
 def _cache_key(entry: Entry) -> tuple:
     """Entries that read the same samples share one cached waveform (repeated manifests)."""
-    return (entry.audio, entry.offset, entry.duration if entry.offset else None)
+    return (entry.audio, entry.offset, entry.duration if entry.offset is not None else None)
 
 
 def preload_audio(entries: Sequence[Entry], sample_rate: int, threads: int = 1) -> AudioCache:

@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from speechrnn import audio
 from speechrnn.fileio import atomic_open, input_problem
 
 MAX_DURATION = 4 * 3600.0  # seconds; longer "utterances" are almost surely a units mistake
@@ -37,14 +40,16 @@ class Entry:
     duration: float
     text: str
     speaker: str = ""
-    offset: float = 0.0
+    # Seconds into ``audio`` where a segment starts (0 is a real offset); None: the whole
+    # file. A segment's ``duration`` is always honoured when its audio is read.
+    offset: float | None = None
 
     def to_json(self, relative_to: Path | None = None) -> str:
         data = asdict(self)
         if relative_to is not None and Path(self.audio).is_relative_to(relative_to):
             # Relative only inside the manifest's folder, so moving the folder keeps it valid.
             data["audio"] = os.path.relpath(self.audio, relative_to)
-        if not self.offset:
+        if self.offset is None:
             del data["offset"]
         return json.dumps(data, ensure_ascii=False)
 
@@ -63,7 +68,7 @@ def parse_entry(data: object, base: Path, path: Path, line: int) -> Entry:
     if not isinstance(data["text"], str):
         raise ManifestError(path, line, "text must be a string")
     for key in ("duration", "offset"):
-        value = data.get(key, 0.0)
+        value = data.get(key) if data.get(key) is not None else 0.0
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
             value
         ):
@@ -71,7 +76,7 @@ def parse_entry(data: object, base: Path, path: Path, line: int) -> Entry:
     duration = float(data["duration"])
     if duration <= 0 or duration > MAX_DURATION:
         raise ManifestError(path, line, f"implausible duration {duration} s")
-    if float(data.get("offset", 0.0)) < 0:
+    if float(data.get("offset") or 0.0) < 0:
         raise ManifestError(path, line, "offset must not be negative")
     audio = Path(data["audio"])
     if not audio.is_absolute():
@@ -82,7 +87,7 @@ def parse_entry(data: object, base: Path, path: Path, line: int) -> Entry:
         duration=duration,
         text=data["text"],
         speaker=str(data.get("speaker", "")),
-        offset=float(data.get("offset", 0.0)),
+        offset=float(data["offset"]) if data.get("offset") is not None else None,
     )
 
 
@@ -122,6 +127,14 @@ def read_manifest(path: str | Path, check_audio: bool = False) -> list[Entry]:
             raise ManifestError(path, number, f"audio file not found: {entry.audio}")
         entries.append(entry)
     return entries
+
+
+def load_entry(entry: Entry, sample_rate: int) -> torch.Tensor:
+    """The waveform of one manifest entry: the whole file, or its segment (offset and
+    duration) when it has an offset."""
+    if entry.offset is None:
+        return audio.load(entry.audio, sample_rate)
+    return audio.load(entry.audio, sample_rate, entry.offset, entry.duration)
 
 
 def write_manifest(path: str | Path, entries: Iterable[Entry]) -> int:

@@ -14,14 +14,10 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from speechrnn.data.dataset import load_entry
-from speechrnn.data.manifest import Entry
+from speechrnn.data.manifest import Entry, load_entry
 
 ANALYSIS_RATE = 16000
 FRAME_S, HOP_S = 0.025, 0.010
-# A manifest line whose offset is 0 stands for the whole file, so a segment that would start
-# at the file's first sample starts one millisecond later instead.
-FIRST_OFFSET_S = 0.001
 
 
 def sounding_spans(waveform: np.ndarray, sample_rate: int, top_db: float = 18.0,
@@ -52,8 +48,9 @@ def word_segments(entry: Entry, top_db: float = 18.0, min_word_s: float = 0.08,
     for k, ((start, end), word) in enumerate(zip(spans, words, strict=True)):
         begin = max(start - margin_s, edges[k])
         finish = min(end + margin_s, edges[k + 1])
-        offset = max(entry.offset + begin, FIRST_OFFSET_S)
+        start_of_file = entry.offset or 0.0
+        offset = start_of_file + begin
         segments.append(Entry(id=f"{entry.id}-w{k}", audio=entry.audio,
-                              duration=round(entry.offset + finish - offset, 3),
+                              duration=round(start_of_file + finish - offset, 3),
                               text=word, speaker=entry.speaker, offset=round(offset, 3)))
     return segments

@@ -67,6 +67,18 @@ class FrameStacking(nn.Module):
         stacked = x.reshape(batch, groups, dim * self.factor)
         return stacked, self.output_lengths(lengths)
 
+    def stream(self, x: torch.Tensor, pending: torch.Tensor | None, final: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, T, F) new frames → (stacked groups they complete, frames held for the next
+        group); ``final`` zero-pads the last group as :meth:`forward` does."""
+        if pending is not None:
+            x = torch.cat([pending, x], dim=1)
+        if final:
+            x = nn.functional.pad(x, (0, 0, 0, (-x.shape[1]) % self.factor))
+        usable = x.shape[1] - x.shape[1] % self.factor
+        stacked = x[:, :usable].reshape(1, usable // self.factor, x.shape[2] * self.factor)
+        return stacked, x[:, usable:]
+
 
 class Conv2dSubsampling(nn.Module):
     """DeepSpeech2-style 2-D convolutions over (time, frequency) with strides, hardtanh
@@ -119,6 +131,18 @@ class Lookahead(nn.Module):
         padded = nn.functional.pad(x.transpose(1, 2), (0, self.context))
         return self.conv(padded).transpose(1, 2)
 
+    def stream(self, x: torch.Tensor, future: torch.Tensor | None, final: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, T, H) new frames → (outputs whose look-ahead frames have all arrived, frames
+        still waiting); ``final`` pads the end with zeros as :meth:`forward` does."""
+        if future is not None:
+            x = torch.cat([future, x], dim=1)
+        if final:
+            x = nn.functional.pad(x, (0, 0, 0, self.context))
+        ready = max(0, x.shape[1] - self.context)
+        output = self.conv(x.transpose(1, 2)).transpose(1, 2) if ready else x[:, :0]
+        return output, x[:, ready:]
+
 
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence of (B, T, F) within its own length; padding stays in place.
@@ -150,6 +174,19 @@ class RecurrentLayer(nn.Module):
             return output
         backward, _ = self.backward_rnn(reverse_within_lengths(x, lengths))
         return torch.cat([output, reverse_within_lengths(backward, lengths)], dim=-1)
+
+    def stream(self, x: torch.Tensor, hidden) -> tuple[torch.Tensor, object]:
+        """(1, T, F) next frames of a unidirectional layer and its state → (outputs, state)."""
+        return self.forward_rnn(x, hidden)
+
+
+@dataclass
+class StreamState:
+    """What a unidirectional model carries from one chunk to the next."""
+
+    pending: torch.Tensor | None = None  # normalised frames not yet a full stacking group
+    hidden: list = field(default_factory=list)  # per recurrent layer: its RNN state
+    future: torch.Tensor | None = None  # last outputs still waiting for look-ahead frames
 
 
 class AcousticModel(nn.Module):
@@ -228,66 +265,41 @@ class AcousticModel(nn.Module):
             return log_probs, lengths, intermediate
         return log_probs, lengths
 
+    def check_streamable(self) -> None:
+        """Raise ValueError (saying why) unless this model can run chunk by chunk."""
+        config = self.config
+        if config.bidirectional:
+            raise ValueError("streaming needs a unidirectional model (bidirectional: false); "
+                             "this one reads each utterance backwards too")
+        if config.subsampling not in ("stack", "none"):
+            raise ValueError(f"streaming supports frame stacking or no subsampling, not "
+                             f"{config.subsampling!r}")
+        if self.cmvn is not None and not isinstance(self.cmvn, GlobalCMVN):
+            raise ValueError("streaming needs global CMVN; per-utterance CMVN sees the whole "
+                             "utterance")
 
-@dataclass
-class StreamState:
-    """What a unidirectional model carries from one chunk to the next."""
-
-    pending: torch.Tensor | None = None  # normalised frames not yet a full stacking group
-    hidden: list = field(default_factory=list)  # per recurrent layer: its RNN state
-    future: torch.Tensor | None = None  # last outputs still waiting for look-ahead frames
-
-
-def check_streamable(model: AcousticModel) -> None:
-    """Raise ValueError (saying why) unless ``model`` can run chunk by chunk."""
-    config = model.config
-    if config.bidirectional:
-        raise ValueError("streaming needs a unidirectional model (bidirectional: false); "
-                         "this one reads each utterance backwards too")
-    if config.subsampling not in ("stack", "none"):
-        raise ValueError(f"streaming supports frame stacking or no subsampling, not "
-                         f"{config.subsampling!r}")
-    if model.cmvn is not None and not isinstance(model.cmvn, GlobalCMVN):
-        raise ValueError("streaming needs global CMVN; per-utterance CMVN sees the whole "
-                         "utterance")
-
-
-def stream_chunk(model: AcousticModel, features: torch.Tensor, state: StreamState | None,
-                 final: bool = False) -> tuple[torch.Tensor, StreamState]:
-    """(1, T, F) new feature frames → (1, T', V) log-probabilities of the output frames they
-    complete, and the state for the next chunk. ``final`` flushes what is held back (a partial
-    stacking group, the look-ahead's last frames) exactly as the offline forward pads the
-    end of an utterance, so the chunks' outputs joined equal ``model(features)``."""
-    if state is None:
-        check_streamable(model)
-        state = StreamState(hidden=[None] * len(model.rnns))
-    x = model.cmvn(features) if model.cmvn is not None else features
-    if isinstance(model.frontend, FrameStacking):
-        factor = model.frontend.factor
-        if state.pending is not None:
-            x = torch.cat([state.pending, x], dim=1)
-        if final:
-            x = nn.functional.pad(x, (0, 0, 0, (-x.shape[1]) % factor))
-        usable = x.shape[1] - x.shape[1] % factor
-        state.pending = x[:, usable:]
-        x = x[:, :usable].reshape(1, usable // factor, x.shape[2] * factor)
-    if x.shape[1]:
-        for index, (layer, norm) in enumerate(zip(model.rnns, model.norms, strict=True)):
-            output, state.hidden[index] = layer.forward_rnn(x, state.hidden[index])
-            x = norm(output)
-    else:  # nothing new reached the recurrent layers
-        x = x.new_zeros(1, 0, model.output.in_features)
-    if model.lookahead is not None:
-        context = model.lookahead.context
-        if state.future is not None:
-            x = torch.cat([state.future, x], dim=1)
-        if final:
-            x = nn.functional.pad(x, (0, 0, 0, context))
-        ready = max(0, x.shape[1] - context)
-        state.future = x[:, ready:]
-        x = (model.lookahead.conv(x.transpose(1, 2)).transpose(1, 2) if ready
-             else x[:, :0])
-    return model.log_probs(x), state
+    def stream(self, features: torch.Tensor, state: StreamState | None = None,
+               final: bool = False) -> tuple[torch.Tensor, StreamState]:
+        """(1, T, F) new feature frames → (1, T', V) log-probabilities of the output frames
+        they complete, and the state to pass with the next chunk (None for the first).
+        ``final`` flushes what is held back (a partial stacking group, the look-ahead's
+        last frames) exactly as :meth:`forward` pads the end of an utterance, so the chunks'
+        outputs joined equal ``forward(features)``."""
+        if state is None:
+            self.check_streamable()
+            state = StreamState(hidden=[None] * len(self.rnns))
+        x = self.cmvn(features) if self.cmvn is not None else features
+        if isinstance(self.frontend, FrameStacking):
+            x, state.pending = self.frontend.stream(x, state.pending, final)
+        if x.shape[1]:
+            for index, (layer, norm) in enumerate(zip(self.rnns, self.norms, strict=True)):
+                output, state.hidden[index] = layer.stream(x, state.hidden[index])
+                x = norm(output)
+        else:  # nothing new reached the recurrent layers
+            x = x.new_zeros(1, 0, self.output.in_features)
+        if self.lookahead is not None:
+            x, state.future = self.lookahead.stream(x, state.future, final)
+        return self.log_probs(x), state
 
 
 PRESETS: dict[str, dict] = {

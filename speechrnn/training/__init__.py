@@ -1,6 +1,5 @@
-"""CTC training: configuration, trainer, schedules, checkpoints."""
+"""CTC training: configuration, trainer, schedules, the trainer's checkpoints."""
 
-from speechrnn.training.checkpoint import CheckpointError, load_checkpoint
 from speechrnn.training.config import TrainConfig, load_config
 
-__all__ = ["CheckpointError", "TrainConfig", "load_checkpoint", "load_config"]
+__all__ = ["TrainConfig", "load_config"]

@@ -37,7 +37,7 @@ def main() -> None:
         trainers["bf16"].model.load_state_dict(trainers["none"].model.state_dict())
         first = trainers["none"]
         batches = []
-        for batch in first._loader(first.train_set, first.sampler):
+        for batch in first.batches():
             batches.append(batch.to(first.device))
             if len(batches) == args.steps + 1:
                 break

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from speechrnn.data.dataset import load_entry
-from speechrnn.data.manifest import read_manifest
+from speechrnn.data.manifest import load_entry, read_manifest
 from speechrnn.decoding.greedy import greedy_ids
 from speechrnn.export import export_checkpoint, load_exported
+from speechrnn.models.checkpoint import load_checkpoint
+from speechrnn.pretrained import resolve_model
 from speechrnn.scoring import error_rates
-from speechrnn.training.checkpoint import load_checkpoint
-from speechrnn.transcriber import resolve_model
 
 
 def main() -> None:

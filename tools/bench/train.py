@@ -44,7 +44,7 @@ def main() -> None:
         trainer = Trainer(load_config(None, overrides), outdir)
         device = trainer.device
         batches = []
-        for batch in trainer._loader(trainer.train_set, trainer.sampler):
+        for batch in trainer.batches():
             batches.append(batch.to(device))
             if len(batches) == args.steps + 2:
                 break
@@ -56,8 +56,8 @@ def main() -> None:
             trainer.optimizer_step()
 
         def bare(batch):
-            features, lengths = trainer._inputs(batch, train=True)
-            with trainer._autocast():
+            features, lengths = trainer.inputs(batch, train=True)
+            with trainer.autocast():
                 log_probs, out_lengths = bare_model(features, lengths)
             loss, used, _ = ctc_batch_loss(log_probs, out_lengths, batch)
             (loss / max(used, 1)).backward()

@@ -45,9 +45,10 @@ class PrepareReport:
 
 
 def audio_entry(report: PrepareReport, utt_id: str, path: Path, text: str, speaker: str,
-                offset: float = 0.0, duration: float | None = None) -> Entry | None:
-    """Entry for one audio file with its duration read from the header; None (reported) if the
-    file is unusable."""
+                offset: float | None = None, duration: float | None = None) -> Entry | None:
+    """Entry for one audio file (or its segment from ``offset``, ``duration`` seconds long)
+    with the duration read from the header for a whole file; None (reported) if the file is
+    unusable."""
     try:
         length = audio.duration(path) if duration is None else duration
     except audio.AudioError as error:

@@ -52,7 +52,7 @@ def read_data_dir(data_dir: Path, audio_root: Path, report: PrepareReport) -> li
     segments = _read_table(data_dir / "segments", report, required=False)
     entries = []
     for utt_id, text in texts.items():
-        recording, offset, duration = utt_id, 0.0, None
+        recording, offset, duration = utt_id, None, None
         if segments:
             if utt_id not in segments:
                 report.skip(f"{data_dir / 'segments'}: no segment for {utt_id}")

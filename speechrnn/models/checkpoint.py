@@ -1,14 +1,15 @@
 """Checkpoints: a folder of safetensors + JSON, written atomically; nothing is ever unpickled.
 
-Layout of a model checkpoint (what inference needs)::
+Layout of a model checkpoint (what inference needs; training and inference both read it
+through this module)::
 
     config.json        {"format_version", "model", "features", "metrics", ...}
     model.safetensors  weights
     tokenizer.json     the tokenizer (speechrnn.text)
     cmvn.json          global mean/std of the features (or {"mode": "utterance"})
 
-A resumable training checkpoint adds ``trainer.safetensors`` (optimiser tensors, RNG states)
-and ``trainer.json`` (everything else: step, epoch, sampler position, scheduler).
+A resumable training checkpoint adds the trainer's state beside these files
+(:mod:`speechrnn.training.checkpoints`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save
 from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
 from speechrnn.fileio import input_problem, write_atomic
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
+from speechrnn.schema import checked_dataclass
 from speechrnn.text import Tokenizer, load_tokenizer, save_tokenizer
 
 FORMAT_VERSION = 1
@@ -58,7 +60,8 @@ def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     write_atomic(path, save(tensors))
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented UTF-8 JSON, all or nothing."""
     write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
@@ -69,7 +72,7 @@ def save_model(directory: Path, model: AcousticModel, feature_config: FeatureCon
     """Write the inference part of a checkpoint into ``directory`` (which must exist)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_tensors(state, directory / "model.safetensors")
-    _write_json(directory / "config.json", {
+    write_json(directory / "config.json", {
         "format_version": FORMAT_VERSION,
         "model": config_dict(model.config),
         "features": vars(feature_config).copy(),
@@ -144,8 +147,6 @@ def read_config(path: Path) -> dict:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild model (eval mode, CMVN attached), feature extractor and tokenizer, after
     checking that every part fits the others (CheckpointError naming the file otherwise)."""
-    from speechrnn.training.config import checked_dataclass
-
     path = resolve(path)
     config = read_config(path)
     config_path = path / "config.json"
@@ -216,49 +217,6 @@ def _check_decoding(decoding, config_path: Path) -> None:
         raise CheckpointError(f"{config_path}: decoding: {error}") from None
 
 
-def flatten_state(obj, prefix: str = "", tensors: dict | None = None):
-    """Split a nested state (dicts/lists with tensors) into (JSON skeleton, tensor dict)."""
-    tensors = {} if tensors is None else tensors
-    if isinstance(obj, torch.Tensor):
-        key = prefix.rstrip(".")
-        tensors[key] = obj.detach().cpu().contiguous()
-        return {"__tensor__": key}, tensors
-    if isinstance(obj, dict):
-        skeleton = {"__dict__": [[k, flatten_state(v, f"{prefix}{k}.", tensors)[0]]
-                                 for k, v in obj.items()]}
-        return skeleton, tensors
-    if isinstance(obj, (list, tuple)):
-        return [flatten_state(v, f"{prefix}{i}.", tensors)[0] for i, v in enumerate(obj)], tensors
-    return obj, tensors
-
-
-def unflatten_state(skeleton, tensors: dict):
-    """Inverse of :func:`flatten_state`."""
-    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
-        return tensors[skeleton["__tensor__"]]
-    if isinstance(skeleton, dict) and "__dict__" in skeleton:
-        return {k: unflatten_state(v, tensors) for k, v in skeleton["__dict__"]}
-    if isinstance(skeleton, list):
-        return [unflatten_state(v, tensors) for v in skeleton]
-    return skeleton
-
-
-def save_trainer_state(directory: Path, state: dict) -> None:
-    skeleton, tensors = flatten_state(state)
-    write_tensors(tensors, directory / "trainer.safetensors")
-    _write_json(directory / "trainer.json", skeleton)
-
-
-def load_trainer_state(directory: Path) -> dict:
-    directory = resolve(directory)
-    try:
-        skeleton = json.loads((directory / "trainer.json").read_text())
-        tensors = load_file(str(directory / "trainer.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as error:
-        raise CheckpointError(f"{directory}: no resumable training state ({error})") from None
-    return unflatten_state(skeleton, tensors)
-
-
 def average_checkpoints(paths: list[Path], output: Path) -> None:
     """Average the weights of several checkpoints of one architecture into ``output``."""
     if not paths:
@@ -280,6 +238,6 @@ def average_checkpoints(paths: list[Path], output: Path) -> None:
         config = dict(configs[-1])
         config["averaged_from"] = [str(p) for p in paths]
         config["metrics"] = {}
-        _write_json(directory / "config.json", config)
+        write_json(directory / "config.json", config)
 
     atomic_directory(output, write)
