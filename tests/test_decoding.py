@@ -15,7 +15,7 @@ from speechrnn import audio
 from speechrnn.data import read_manifest
 from speechrnn.decoding import GreedyDecoder, greedy_ids
 from speechrnn.decoding.beam import BeamSearchDecoder, decode_many
-from speechrnn.decoding.lm import ArpaLM, KenLMAdapter, LMError, build_lm, lm_words
+from speechrnn.decoding.lm import ArpaLM, LMError, NgramLM, build_lm, lm_words
 from speechrnn.models.checkpoint import load_checkpoint
 from speechrnn.text import CharTokenizer
 
@@ -115,13 +115,38 @@ def test_beam_one_without_lm_equals_greedy_on_confident_posteriors():
             BeamSearchDecoder(TOKENIZER, None, beam=beam, nbest=nbest)
 
 
+class KenLMReference:
+    """kenlm's scores with ArpaLM's context convention: the independent reference."""
+
+    def __init__(self, path):
+        import kenlm
+
+        self.kenlm, self.model = kenlm, kenlm.Model(str(path))
+
+    def score(self, context, word):
+        state = self.kenlm.State()
+        if context and context[0] == "<s>":
+            self.model.BeginSentenceWrite(state)
+            context = context[1:]
+        else:
+            self.model.NullContextWrite(state)
+        for previous in context:
+            following = self.kenlm.State()
+            self.model.BaseScore(state, previous, following)
+            state = following
+        return self.model.BaseScore(state, word, self.kenlm.State())
+
+    def sentence_score(self, words):
+        return [s[0] for s in self.model.full_scores(" ".join(words), bos=True, eos=True)]
+
+
 def test_arpa_reader_matches_kenlm(data_dir, tmp_path):
     pytest.importorskip("kenlm")
     texts = [line.split()[1:] for line in
              (data_dir / "speechocean762" / "train" / "text").read_text().splitlines()]
     built = build_lm(texts, order=3, prune=(0, 0, 1))
     built.save(tmp_path / "lm.arpa.gz")
-    ours, theirs = ArpaLM.load(tmp_path / "lm.arpa.gz"), KenLMAdapter(tmp_path / "lm.arpa.gz")
+    ours, theirs = ArpaLM.load(tmp_path / "lm.arpa.gz"), KenLMReference(tmp_path / "lm.arpa.gz")
     random.seed(0)
     words = sorted(ours.vocabulary - {"<s>"}) + ["NOTAWORD"]
     sentences = random.sample(texts, 50) + [random.sample(words, 6) for _ in range(50)]
@@ -392,3 +417,54 @@ def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_mo
     assert dev_wer[key] == min(dev_wer.values())
     assert chosen["dev_wer"] == pytest.approx(dev_wer[key])
     assert dev_wer[0.0, -30.0, 0.0] > 0.5
+
+
+def test_every_decoder_answers_decode_and_decode_batch_with_n_best_lists():
+    tokenizer = CharTokenizer.build(["ab ba"])
+    torch.manual_seed(3)
+    log_probs = torch.log_softmax(torch.randn(2, 12, len(tokenizer)) * 3, -1)
+    lengths = torch.tensor([12, 7])
+    decoders = [GreedyDecoder(tokenizer), BeamSearchDecoder(tokenizer, beam=4, nbest=2)]
+    try:
+        from speechrnn.decoding.backends import FlashlightDecoder
+
+        decoders.append(FlashlightDecoder(tokenizer, beam=4))
+    except ImportError:
+        pass
+    for decoder in decoders:
+        batch = decoder.decode_batch(log_probs, lengths)
+        assert len(batch) == 2 and all(isinstance(nbest, list) and nbest for nbest in batch)
+        for row, nbest in enumerate(batch):
+            single = decoder.decode(log_probs[row], int(lengths[row]))
+            assert [h.text for h in nbest] == [h.text for h in single]
+
+
+class TableLM:
+    """An NgramLM that is not an ArpaLM: the beam search reads the protocol, not a class."""
+
+    def __init__(self, source: ArpaLM):
+        self.order, self.ngrams = source.order, [dict(t) for t in source.ngrams]
+        self.unk_logprob, self.vocabulary, self.path = source.unk_logprob, source.vocabulary, ""
+
+    def score(self, context, word):
+        return ArpaLM(self.ngrams, self.unk_logprob).score(context, word)
+
+
+def test_the_beam_search_fuses_any_ngram_lm_and_refuses_what_is_not_one():
+    arpa = build_lm([["ab", "ba"], ["ba", "ab", "ab"]], order=2)
+    assert isinstance(arpa, NgramLM) and isinstance(TableLM(arpa), NgramLM)
+    tokenizer = CharTokenizer.build(["ab ba"])
+    torch.manual_seed(5)
+    log_probs = torch.log_softmax(torch.randn(30, len(tokenizer)) * 2, -1)
+    ours = BeamSearchDecoder(tokenizer, arpa, beam=8, alpha=1.0).decode(log_probs)[0]
+    other = BeamSearchDecoder(tokenizer, TableLM(arpa), beam=8, alpha=1.0).decode(log_probs)[0]
+    assert (ours.text, ours.score) == (other.text, other.score)
+
+    class ScoreOnly:
+        order = 2
+
+        def score(self, context, word):
+            return -1.0
+
+    with pytest.raises(TypeError, match="n-gram tables"):
+        BeamSearchDecoder(tokenizer, ScoreOnly())

@@ -1,6 +1,6 @@
-"""Optional decoders behind the same ``decode(log_probs, length) -> list[Hypothesis]``
+"""An optional decoder behind the same ``decode(log_probs, length) -> list[Hypothesis]``
 interface: torchaudio's flashlight ``ctc_decoder`` (CPU, needs ``flashlight-text``; KenLM
-ARPA or binary LMs) and ``cuda_ctc_decoder`` (GPU, no LM)."""
+ARPA or binary LMs)."""
 
 from __future__ import annotations
 
@@ -103,25 +103,3 @@ class FlashlightDecoder:
                               (last + 1) * self.frame_shift, confidence))
         return Hypothesis(self.tokenizer.normalize(" ".join(result.words)), float(result.score),
                           ids, words)
-
-
-class CudaDecoder:
-    """torchaudio's ``cuda_ctc_decoder``: batched beam search on the GPU, without LM."""
-
-    def __init__(self, tokenizer, beam: int = 10, nbest: int = 1, blank_skip: float = 0.95):
-        from torchaudio.models.decoder import cuda_ctc_decoder
-
-        self.tokenizer = tokenizer
-        self._decoder = cuda_ctc_decoder(_token_names(tokenizer), nbest=nbest, beam_size=beam,
-                                         blank_skip_threshold=blank_skip)
-
-    def decode_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor
-                     ) -> list[list[Hypothesis]]:
-        results = self._decoder(log_probs.cuda().float().contiguous(),
-                                lengths.cuda().to(torch.int32))
-        return [[Hypothesis(self.tokenizer.decode(r.tokens), float(r.score), list(r.tokens))
-                 for r in row] for row in results]
-
-    def decode(self, log_probs: torch.Tensor, length: int | None = None) -> list[Hypothesis]:
-        length = log_probs.shape[0] if length is None else int(length)
-        return self.decode_batch(log_probs[None], torch.tensor([length]))[0]

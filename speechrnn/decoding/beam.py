@@ -37,7 +37,7 @@ from speechrnn.decoding.checks import (
     checked_log_probs,
 )
 from speechrnn.decoding.hypothesis import Hypothesis, Word
-from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM, words_by_spelling
+from speechrnn.decoding.lm import BOS, EOS, UNK, ArpaLM, NgramLM, words_by_spelling
 
 log = logging.getLogger(__name__)
 LN10 = math.log(10.0)
@@ -337,7 +337,7 @@ def _int_dict(keys: np.ndarray, values: np.ndarray | None = None):
 class _Tables:
     """numba-ready arrays for the LM, its vocabulary trie and the hotword trie."""
 
-    def __init__(self, tokenizer, lm: ArpaLM | None, hotwords: Sequence[str],
+    def __init__(self, tokenizer, lm: NgramLM | None, hotwords: Sequence[str],
                  lexicon: Sequence[str] | None):
         symbols = {s: i for i, s in enumerate(tokenizer.symbols)}
         if lm is not None:
@@ -379,7 +379,7 @@ class _Tables:
             [(tokenizer.normalize(w), 1) for w in hotwords], symbols)
         self.hot_end = hot_word >= 0
 
-    def _smear(self, lm: ArpaLM | None, parents: dict[int, int]) -> np.ndarray:
+    def _smear(self, lm: NgramLM | None, parents: dict[int, int]) -> np.ndarray:
         """Per trie node, the best unigram log10 probability among the words below it: a
         context-free LM look-ahead for partial words (0 at the root)."""
         if lm is None:
@@ -425,8 +425,9 @@ class _Tables:
 class BeamSearchDecoder:
     """CTC prefix beam search; ``decode(log_probs, length) -> list[Hypothesis]`` (N-best).
 
-    ``lm`` is an :class:`ArpaLM` (or a path to an ARPA file); ``lexicon`` restricts output
-    to those words; ``hotwords`` are boosted by ``hotword_weight`` per character.
+    ``lm`` is an :class:`NgramLM` such as :class:`ArpaLM` (or a path to an ARPA file);
+    ``lexicon`` restricts output to those words; ``hotwords`` are boosted by
+    ``hotword_weight`` per character.
     ``blank_penalty`` (nats, ≥ 0) is taken off the blank's log-probability of every frame
     before the search: CTC models, and more so ensembles whose members spike on different
     frames, let blank win frames that hold a weak character, which deletes it; tuned on dev
@@ -434,7 +435,7 @@ class BeamSearchDecoder:
     Frame times use ``frame_shift`` seconds per output frame.
     """
 
-    def __init__(self, tokenizer, lm: ArpaLM | str | None = None, beam: int = 16,
+    def __init__(self, tokenizer, lm: NgramLM | str | None = None, beam: int = 16,
                  alpha: float = 0.5, beta: float = 1.0, token_k: int = 8,
                  token_min_logp: float = -8.0, blank_skip: float = 0.999,
                  beam_prune_logp: float = -10.0, oov_penalty: float = -10.0,
@@ -444,9 +445,9 @@ class BeamSearchDecoder:
                  lookahead: bool = False, blank_penalty: float = 0.0):
         if isinstance(lm, (str,)) or hasattr(lm, "__fspath__"):
             lm = ArpaLM.load(lm)
-        if lm is not None and not isinstance(lm, ArpaLM):
-            raise TypeError("the beam search fuses ARPA models (ArpaLM); use the flashlight "
-                            "backend for KenLM binaries")
+        if lm is not None and not isinstance(lm, NgramLM):
+            raise TypeError("the beam search fuses n-gram tables (an NgramLM such as ArpaLM); "
+                            "use the flashlight backend for KenLM binaries")
         if getattr(tokenizer, "kind", "char") != "char":
             raise ValueError("word-level fusion needs a character tokenizer")
         check_beam(beam)  # a beam of 0 would silently decode every utterance to ""
@@ -481,7 +482,7 @@ class BeamSearchDecoder:
         if lm is not None:
             self._warn_unspellable(lm)
 
-    def _warn_unspellable(self, lm: ArpaLM) -> None:
+    def _warn_unspellable(self, lm: NgramLM) -> None:
         """An LM whose words the model mostly cannot spell (another language or alphabet,
         upper-case words for a lower-case model) fuses nothing but the unknown-word score."""
         words = [w for w in lm.vocabulary if w not in (BOS, EOS, UNK)]

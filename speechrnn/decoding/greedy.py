@@ -56,8 +56,10 @@ class GreedyDecoder:
         words = self._words(tokens, frames, best, best_lp)
         return [Hypothesis(self.tokenizer.decode(tokens), float(sum(best_lp)), tokens, words)]
 
-    def decode_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
-        return [self.decode(log_probs[i], lengths[i])[0] for i in range(log_probs.shape[0])]
+    def decode_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor
+                     ) -> list[list[Hypothesis]]:
+        """(B, T, V) log-probs and (B,) lengths → one N-best list (of one) per utterance."""
+        return [self.decode(log_probs[i], lengths[i]) for i in range(log_probs.shape[0])]
 
     def _words(self, tokens: list[int], frames: list[int], best: list[int],
                best_lp: list[float]) -> list[Word]:

@@ -1,5 +1,6 @@
-"""Word n-gram language models: a pure-Python ARPA reader (gzip too), a KenLM adapter with
-the same interface, and a modified Kneser-Ney builder that writes ARPA.
+"""Word n-gram language models: the interface the beam search fuses (:class:`NgramLM`), a
+pure-Python ARPA reader (gzip too) that implements it, and a modified Kneser-Ney builder
+that writes ARPA. KenLM binaries are read by the flashlight backend.
 
 Scores are log10 probabilities, as in ARPA files and KenLM. A context is a tuple of words,
 oldest first; ``<s>`` starts a sentence. Unknown words score ``unk_logprob`` (-100, KenLM's
@@ -15,6 +16,7 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from speechrnn.fileio import atomic_open, input_problem
 
@@ -36,6 +38,24 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
+@runtime_checkable
+class NgramLM(Protocol):
+    """What the beam search fuses: an n-gram back-off model as tables, because its compiled
+    search looks n-grams up in hashed arrays built from them (a model that can only answer
+    ``score`` queries, such as a KenLM binary, is the flashlight backend's).
+
+    ``ngrams[k]`` maps each k-word tuple to (log10 probability, log10 back-off weight);
+    ``ngrams[0]`` is unused. :class:`ArpaLM` (and so :func:`build_lm`) implements it."""
+
+    order: int
+    ngrams: list[dict[tuple[str, ...], tuple[float, float]]]
+    unk_logprob: float  # log10 score of a word the model lacks, without <unk>
+    vocabulary: set[str]
+    path: str
+
+    def score(self, context: Sequence[str], word: str) -> float: ...
+
+
 class ArpaLM:
     """Back-off n-gram model read from an ARPA file.
 
@@ -51,7 +71,10 @@ class ArpaLM:
         self.vocabulary = {words[0] for words in ngrams[1]}
 
     @classmethod
-    def load(cls, path: str | Path, unk_logprob: float = -100.0) -> ArpaLM:
+    def load(cls, path: str | Path, unk_logprob: float = -100.0,
+             max_order: int | None = None) -> ArpaLM:
+        """Read and check an ARPA file (gzip too); ``max_order`` stops after that order's
+        section (``1``: the vocabulary alone, cheaply, from a large model)."""
         path = Path(path)
         expected: dict[int, tuple[int, int]] = {}  # order → (count, header line)
         ngrams: list[dict] = [{}]
@@ -64,6 +87,8 @@ class ArpaLM:
                         continue
                     if line.startswith("\\"):
                         section = cls._section(line, path, number)
+                        if max_order is not None and section > max_order:
+                            break
                         if section > 0:
                             while len(ngrams) <= section:
                                 ngrams.append({})
@@ -82,6 +107,8 @@ class ArpaLM:
             raise LMError(f"{path}: unreadable ({error})") from None
         if len(ngrams) < 2 or not ngrams[1]:
             raise LMError(f"{path}: no \\1-grams: section, not an ARPA file")
+        if max_order is not None:
+            expected = {k: v for k, v in expected.items() if k <= max_order}
         for order, (count, number) in expected.items():
             if order >= len(ngrams) or len(ngrams[order]) != count:
                 found = len(ngrams[order]) if order < len(ngrams) else 0
@@ -184,62 +211,16 @@ def words_by_spelling(words: Iterable[str], tokenizer) -> dict[str, str]:
 def lm_words(path: str | Path) -> set[str] | None:
     """The words of an LM file: an ARPA file's unigrams (read up to its 2-grams, so a large
     model costs little), or for a KenLM binary nothing (``None``: its vocabulary is hashed)."""
-    path = Path(path)
-    words: set[str] = set()
-    section = None  # None before the \\data\\ header
     try:
         with _open_text(path) as handle:
-            for number, raw in enumerate(handle, start=1):
-                line = raw.strip()
-                if not line:
-                    continue
-                if section is None and line != "\\data\\":
-                    return None
-                if line.startswith("\\"):
-                    section = ArpaLM._section(line, path, number)
-                    if section not in (0, 1):
-                        break
-                elif section == 1:
-                    words.update(line.split()[1:2])  # log10 prob, word, back-off
+            first = next((line.strip() for line in handle if line.strip()), "")
     except UnicodeDecodeError:
         return None  # a binary model
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise LMError(f"{path}: unreadable ({error})") from None
-    return words
-
-
-class KenLMAdapter:
-    """The same ``score``/``sentence_score`` interface over a ``kenlm.Model`` (optional
-    ``kenlm`` package; ARPA or KenLM binary files)."""
-
-    def __init__(self, path: str | Path):
-        try:
-            import kenlm
-        except ImportError:
-            raise LMError("the kenlm package is not installed (pip install kenlm)") from None
-        if not Path(path).exists():
-            raise LMError(f"{path}: no such language model file")
-        self._kenlm = kenlm
-        self.model = kenlm.Model(str(path))
-        self.order = self.model.order
-        self.path = str(path)
-
-    def score(self, context: Sequence[str], word: str) -> float:
-        state = self._kenlm.State()
-        if context and context[0] == BOS:
-            self.model.BeginSentenceWrite(state)
-            context = context[1:]
-        else:
-            self.model.NullContextWrite(state)
-        for previous in context:
-            following = self._kenlm.State()
-            self.model.BaseScore(state, previous, following)
-            state = following
-        return self.model.BaseScore(state, word, self._kenlm.State())
-
-    def sentence_score(self, words: Sequence[str], bos: bool = True, eos: bool = True
-                       ) -> list[float]:
-        return [s[0] for s in self.model.full_scores(" ".join(words), bos=bos, eos=eos)]
+    if first != "\\data\\":
+        return None
+    return ArpaLM.load(path, max_order=1).vocabulary
 
 
 # -- building -----------------------------------------------------------------------------
