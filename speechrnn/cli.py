@@ -50,7 +50,7 @@ def ensure_writable_dir(path: Path) -> Path:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from speechrnn.data.prepare import prepare_corpus
+    from speechrnn.data.prepare import corpus_options, prepare_corpus
 
     options = {"download_corpus": args.download} if args.download else {}
     for name in ("test_speaker", "dev_speaker", "seed", "dev_fraction", "audio_root",
@@ -58,11 +58,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
+    accepted = corpus_options(args.corpus)  # checked before the output folder is made
+
+    def flag(name: str) -> str:
+        return "--download" if name == "download_corpus" else f"--{name.replace('_', '-')}"
+
+    unknown = [flag(name) for name in options if name not in accepted]
+    if unknown:
+        shown = ", ".join(flag(name) for name in accepted) or "none"
+        raise UsageError(f"{args.corpus} takes no {', '.join(unknown)} (its options: {shown})")
     ensure_writable_dir(args.outdir)
-    try:
-        report = prepare_corpus(args.corpus, args.src, args.outdir, **options)
-    except TypeError as error:  # an option the corpus does not take
-        raise UsageError(f"option not valid for {args.corpus}: {error}") from None
+    report = prepare_corpus(args.corpus, args.src, args.outdir, **options)
     print(report.summary())
     for reason in report.skipped:
         print(f"skipped: {reason}", file=sys.stderr)

@@ -7,16 +7,16 @@ failing, and returns a :class:`PrepareReport`.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from speechrnn.data.prepare.common import PrepareError, PrepareReport
 
 
-def prepare_corpus(name: str, src: str | Path, outdir: str | Path, **options) -> PrepareReport:
-    """Prepare corpus ``name`` found at ``src`` (downloaded there when ``download=True``)."""
+def _preparers() -> dict:
     from speechrnn.data.prepare import an4, folder, fsdd, kaldi_dir, librispeech, yesno
 
-    preparers = {
+    return {
         "yesno": yesno.prepare,
         "fsdd": fsdd.prepare,
         "speechocean762": kaldi_dir.prepare_speechocean762,
@@ -25,11 +25,29 @@ def prepare_corpus(name: str, src: str | Path, outdir: str | Path, **options) ->
         "librispeech": librispeech.prepare,
         "folder": folder.prepare,
     }
-    if name not in preparers:
-        raise PrepareError(f"unknown corpus {name!r}; choose from {', '.join(preparers)}")
-    return preparers[name](Path(src), Path(outdir), **options)
+
+
+def corpus_options(name: str) -> list[str]:
+    """The options corpus ``name``'s preparer takes: the keyword parameters it declares
+    (``download_corpus`` for the ones that can fetch their corpus)."""
+    if name not in _preparers():
+        raise PrepareError(f"unknown corpus {name!r}; choose from {', '.join(CORPORA)}")
+    parameters = inspect.signature(_preparers()[name]).parameters
+    return [n for n in parameters if n not in ("src", "outdir")]
+
+
+def prepare_corpus(name: str, src: str | Path, outdir: str | Path, **options) -> PrepareReport:
+    """Prepare corpus ``name`` found at ``src`` (downloaded there when ``download=True``);
+    an option the corpus does not declare is refused (PrepareError) before any work."""
+    accepted = corpus_options(name)
+    unknown = [option for option in options if option not in accepted]
+    if unknown:
+        shown = ", ".join(accepted) or "none"
+        raise PrepareError(f"{name} takes no option {', '.join(unknown)} (its options: "
+                           f"{shown})")
+    return _preparers()[name](Path(src), Path(outdir), **options)
 
 
 CORPORA = ("yesno", "fsdd", "speechocean762", "kaldi-dir", "an4-mini", "librispeech", "folder")
 
-__all__ = ["CORPORA", "PrepareError", "PrepareReport", "prepare_corpus"]
+__all__ = ["CORPORA", "PrepareError", "PrepareReport", "corpus_options", "prepare_corpus"]

@@ -1,7 +1,7 @@
 """Any folder of audio files, each with a same-name ``.txt`` transcript beside it.
 
 The speaker is the name of the file's parent folder. Writes ``all.jsonl`` and a seeded
-train/dev/test split (dev and test ``fraction`` of the utterances each).
+train/dev/test split (dev and test ``dev_fraction`` of the utterances each).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from speechrnn.data.prepare.common import (
 )
 
 
-def prepare(src: Path, outdir: Path, fraction: float = 0.1, seed: int = 0) -> PrepareReport:
+def prepare(src: Path, outdir: Path, dev_fraction: float = 0.1, seed: int = 0) -> PrepareReport:
     if not src.is_dir():
         raise PrepareError(f"{src} is not a folder")
     report = PrepareReport(outdir)
@@ -43,7 +43,7 @@ def prepare(src: Path, outdir: Path, fraction: float = 0.1, seed: int = 0) -> Pr
         raise PrepareError(f"no audio file with a .txt transcript found under {src}")
     shuffled = entries[:]
     random.Random(seed).shuffle(shuffled)
-    held = max(1, int(fraction * len(shuffled))) if len(shuffled) >= 3 else 0
+    held = max(1, int(dev_fraction * len(shuffled))) if len(shuffled) >= 3 else 0
     report.write("all", entries)
     report.write("dev", shuffled[:held])
     report.write("test", shuffled[held : 2 * held])
