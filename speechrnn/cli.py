@@ -12,10 +12,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -237,12 +237,36 @@ def _transcriber(args: argparse.Namespace):
     from speechrnn.transcriber import Transcriber
 
     lexicon = _read_lexicon(args.lexicon) if args.lexicon else None
+    if args.weights is not None:
+        tuned = _read_weights(args.weights)
+        for name in ("alpha", "beta", "blank_penalty"):
+            if getattr(args, name) is None:
+                setattr(args, name, tuned[name])
     try:
         return Transcriber(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
                            beta=args.beta, blank_penalty=args.blank_penalty,
                            device=args.device, lexicon=lexicon)
     except ValueError as error:  # settings refused by the decoders (the LM's own: LMError)
         raise UsageError(str(error)) from None
+
+
+def _read_weights(path: Path) -> dict:
+    """alpha, beta and blank_penalty of a tuning's JSON, each a finite number."""
+    from speechrnn.fileio import input_problem
+
+    problem = input_problem(path)
+    if problem:
+        raise UsageError(f"--weights {path}: {problem}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        weights = {name: data[name] for name in ("alpha", "beta", "blank_penalty")}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UsageError(f"--weights {path}: not a tuning's JSON ({error})") from None
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value)):
+            raise UsageError(f"--weights {path}: {name} must be a finite number, not {value!r}")
+    return weights
 
 
 def _read_lexicon(path: Path) -> list[str]:
@@ -277,59 +301,30 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
                         "with an LM, 0 without)")
     parser.add_argument("--lexicon", type=Path, metavar="FILE",
                         help="only output these words (one per line; first field of each line)")
+    parser.add_argument("--weights", type=Path, metavar="JSON",
+                        help="alpha, beta and blank penalty from a tuning (speechrnn tune-lm "
+                        "--json); --alpha/--beta/--blank-penalty given too win")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from speechrnn import audio
-    from speechrnn.data.manifest import load_entry, read_manifest
-    from speechrnn.fileio import OutputError, OutputFiles
-    from speechrnn.scoring import check_trn_ids, score, write_trn
+    from speechrnn.data.manifest import read_manifest
+    from speechrnn.evaluation import check_evaluation_inputs, evaluate_manifest
 
     # Everything is checked before the output folder is created or touched.
     entries = read_manifest(args.manifest)
-    if not entries:
-        raise UsageError(f"{args.manifest}: no utterances in it")
-    check_trn_ids((e.id for e in entries), str(args.manifest))
+    check_evaluation_inputs(entries, args.manifest)
     transcriber = _transcriber(args)
     out = ensure_writable_dir(args.output)
-    references = {e.id: e.text for e in entries}
-    speakers = {e.id: e.speaker for e in entries}
-    hypotheses: dict[str, str] = {}
-    failures = 0
-    audio_seconds = compute_seconds = 0.0
-    with OutputFiles() as files:  # the old results stay whole until the new ones are complete
-        jsonl = files.open(out / "hyp.jsonl")
-        for entry in tqdm(entries, desc="decoding", unit="utt", disable=not sys.stderr.isatty()):
-            try:
-                started = time.perf_counter()
-                waveform = load_entry(entry, transcriber.sample_rate)
-                result = transcriber.transcribe_waveform(waveform, entry.audio)
-                compute_seconds += time.perf_counter() - started
-            except audio.AudioError as error:
-                print(f"skipped {entry.id}: {error}", file=sys.stderr)
-                failures += 1
-                continue
-            audio_seconds += result.duration
-            hypotheses[entry.id] = result.text
-            try:
-                jsonl.write(json.dumps({"id": entry.id, **result.to_dict()},
-                                       ensure_ascii=False) + "\n")
-            except OSError as error:
-                raise OutputError(out / "hyp.jsonl", error.strerror or str(error)) from None
-        write_trn(out / "hyp.trn", hypotheses, files)
-        write_trn(out / "ref.trn", references, files)
-        report = score(references, hypotheses, speakers)
-        files.write(out / "report.txt", report.format(alignments=True) + "\n")
-        summary = {**report.summary(), "rtf": compute_seconds / max(audio_seconds, 1e-9),
-                   "audio_seconds": audio_seconds, "decoder": transcriber.settings(),
-                   "manifest": str(args.manifest), "failed": failures}
-        files.write(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
-    print(report.format())
-    print(f"RTF {summary['rtf']:.4f}; results in {out}")
-    return EXIT_PARTIAL if failures else EXIT_OK
+    result = evaluate_manifest(
+        transcriber, entries, out, args.manifest,
+        progress=lambda items: tqdm(items, desc="decoding", unit="utt",
+                                    disable=not sys.stderr.isatty()))
+    print(result.report.format())
+    print(f"RTF {result.summary['rtf']:.4f}; results in {out}")
+    return EXIT_PARTIAL if result.failures else EXIT_OK
 
 
 def add_evaluate(commands) -> None:
@@ -547,6 +542,18 @@ def cmd_lm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lm_lexicon(args: argparse.Namespace) -> int:
+    from speechrnn.data.manifest import read_manifest
+    from speechrnn.fileio import write_atomic
+
+    words = sorted({word for entry in read_manifest(args.manifest) for word in entry.text.split()})
+    if not words:
+        raise UsageError(f"{args.manifest}: no words in its transcripts")
+    write_atomic(args.output, "".join(f"{word}\n" for word in words))
+    print(f"wrote {args.output}: {len(words)} words")
+    return EXIT_OK
+
+
 def add_lm(commands) -> None:
     parser = commands.add_parser("lm", help="language models")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -562,6 +569,11 @@ def add_lm(commands) -> None:
     build.add_argument("--kaldi-text", action="store_true",
                        help="lines start with an utterance id (Kaldi text file)")
     build.set_defaults(handler=cmd_lm)
+    lexicon = verbs.add_parser("lexicon", help="the words of a manifest's transcripts, one per "
+                               "line (a closed vocabulary for --lexicon)")
+    lexicon.add_argument("manifest", type=Path)
+    lexicon.add_argument("output", type=Path)
+    lexicon.set_defaults(handler=cmd_lm_lexicon)
 
 
 def cmd_cmvn(args: argparse.Namespace) -> int:
@@ -628,6 +640,227 @@ def add_export(commands) -> None:
     parser.set_defaults(handler=cmd_export)
 
 
+def cmd_tune_lm(args: argparse.Namespace) -> int:
+    from speechrnn.tuning import edge_note, save_tuning, saved_tuning, tune, tuning_setup
+
+    grids = {"alpha": args.alphas, "beta": args.betas, "blank_penalty": args.blank_penalties}
+    setup = tuning_setup(args.model, args.lm, args.manifest, args.beam, grids)
+    if args.reuse and args.json:
+        saved = saved_tuning(args.json, setup)
+        if saved is not None:
+            print(f"best: {_weights(saved)} (kept {args.json})" + edge_note(saved, grids))
+            return EXIT_OK
+        if args.json.exists():
+            print(f"{args.json} was tuned with other inputs or grid: tuning again",
+                  file=sys.stderr)
+
+    def report(point) -> None:
+        print(f"alpha {point.alpha:4.2f} beta {point.beta:4.2f} blank penalty "
+              f"{point.blank_penalty:4.2f}: WER {100 * point.wer:6.2f}%  "
+              f"CER {100 * point.cer:6.2f}%", flush=True)
+
+    jobs = args.jobs or available_cores()
+    best, _ = tune(args.model, args.lm, args.manifest, args.beam, grids, jobs, report)
+    chosen = {"alpha": best.alpha, "beta": best.beta, "blank_penalty": best.blank_penalty}
+    print(f"best: {_weights(chosen)} (dev WER {100 * best.wer:.2f}%, CER "
+          f"{100 * best.cer:.2f}%)" + edge_note(chosen, grids))
+    if args.json:
+        save_tuning(args.json, best, args.beam, str(args.manifest), setup)
+    return EXIT_OK
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity where the system has one, as on Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _weights(weights: dict) -> str:
+    return (f"alpha {weights['alpha']} beta {weights['beta']} "
+            f"blank penalty {weights['blank_penalty']}")
+
+
+def add_tune_lm(commands) -> None:
+    parser = commands.add_parser(
+        "tune-lm", help="grid-search the LM weight, word bonus and blank penalty on dev",
+        description="Grid-search alpha (LM weight), beta (word bonus) and the blank penalty "
+        "on a dev manifest by WER; the model's posteriors are computed once. A best setting "
+        "at an end of its grid is flagged on the 'best:' line.")
+    parser.add_argument("--model", required=True, action="append",
+                        help="checkpoint folder; again for an ensemble (posteriors averaged)")
+    parser.add_argument("--lm", required=True, help="ARPA file")
+    parser.add_argument("--manifest", required=True, type=Path, help="dev manifest")
+    parser.add_argument("--beam", type=beam_width, default=16)
+    parser.add_argument("--alphas", type=finite_float, nargs="+",
+                        default=[0.3, 0.5, 0.7, 0.9, 1.2])
+    parser.add_argument("--betas", type=finite_float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--blank-penalties", type=non_negative_float, nargs="+", default=[0.0],
+                        help="nats taken off the blank's log-probability")
+    parser.add_argument("--jobs", type=count, default=1,
+                        help="grid points decoded at once, one process each (0: one per "
+                        "available core)")
+    parser.add_argument("--json", type=Path, help="write the best weights here: {alpha, beta, "
+                        "blank_penalty, dev_wer, ...} (what the recipes read)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep --json if it was tuned with the same model, LM, dev set, "
+                        "beam and grids")
+    parser.set_defaults(handler=cmd_tune_lm)
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from speechrnn.models.checkpoint import average_checkpoints
+
+    average_checkpoints(args.checkpoints, args.output)
+    print(f"averaged {len(args.checkpoints)} checkpoints into {args.output}")
+    return EXIT_OK
+
+
+def add_average(commands) -> None:
+    parser = commands.add_parser("average", help="average the weights of several checkpoints "
+                                 "(e.g. the best epochs) into a new one")
+    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("--output", "--out", dest="output", type=Path, required=True)
+    parser.set_defaults(handler=cmd_average)
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from speechrnn.pretrained.package import package
+
+    if args.lm is not None and not args.lm.name.endswith(".arpa.gz"):
+        raise UsageError(f"--lm {args.lm}: expected a gzipped ARPA file (.arpa.gz)")
+    metrics = {}
+    for item in args.metric:
+        name, _, value = item.partition("=")
+        try:
+            metrics[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--metric expects NAME=NUMBER, got {item!r}") from None
+    decoding = {"alpha": args.alpha, "beta": args.beta, "beam": args.beam,
+                "blank_penalty": args.blank_penalty, "tuned_on": args.tuned_on}
+    package(args.model, args.output, args.lm, decoding, args.description, metrics)
+    print(f"packaged {args.model} into {args.output}")
+    return EXIT_OK
+
+
+def add_package(commands) -> None:
+    parser = commands.add_parser(
+        "package", help="a checkpoint as a shippable model: float16 weights, its LM and "
+        "decoding defaults")
+    parser.add_argument("model", type=Path, help="checkpoint folder (e.g. exp/best)")
+    parser.add_argument("--output", "--out", dest="output", type=Path, required=True)
+    parser.add_argument("--lm", type=Path, help="ARPA (.arpa.gz) to ship with the model")
+    parser.add_argument("--alpha", type=finite_float, required=True)
+    parser.add_argument("--beta", type=finite_float, required=True)
+    parser.add_argument("--beam", type=beam_width, default=16)
+    parser.add_argument("--blank-penalty", type=non_negative_float, default=0.0,
+                        help="nats off the blank's log-probability (speechrnn tune-lm)")
+    parser.add_argument("--tuned-on", required=True, help="where alpha/beta were tuned")
+    parser.add_argument("--description", required=True)
+    parser.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
+                        help="a measured result to record, e.g. test_wer=0.60 (repeatable)")
+    parser.set_defaults(handler=cmd_package)
+
+
+def cmd_split_words(args: argparse.Namespace) -> int:
+    from speechrnn.data.manifest import read_manifest, write_manifest
+    from speechrnn.data.segment import split_words
+
+    entries = read_manifest(args.manifest)
+    segments, left_out = split_words(entries, args.top_db, args.min_word, args.margin)
+    count = write_manifest(args.output, segments)
+    for utt_id, reason in left_out.items():
+        print(f"skipped {utt_id}: {reason}", file=sys.stderr)
+    print(f"wrote {args.output}: {count} words from {len(entries) - len(left_out)} of "
+          f"{len(entries)} utterances")
+    return EXIT_OK
+
+
+def add_split_words(commands) -> None:
+    parser = commands.add_parser(
+        "split-words", help="one manifest line per word, cut at the silences (isolated-word "
+        "corpora such as yesno and digit strings)")
+    parser.add_argument("manifest", type=Path, help="input manifest (whole utterances)")
+    parser.add_argument("output", type=Path, help="output manifest (one line per word)")
+    parser.add_argument("--top-db", type=positive_float, default=18.0,
+                        help="silence: this many dB below the loudest frame (default 18)")
+    parser.add_argument("--min-word", type=positive_float, default=0.08,
+                        help="shortest sounding stretch counted as a word, seconds")
+    parser.add_argument("--margin", type=non_negative_float, default=0.1,
+                        help="silence kept on each side of a word, seconds")
+    parser.set_defaults(handler=cmd_split_words)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from speechrnn import plots
+
+    try:
+        if args.what == "curves":
+            output = args.output or args.run / "curves.png"
+            plots.plot_curves(args.run, output)
+        else:
+            from speechrnn.data.manifest import read_manifest
+            from speechrnn.models.checkpoint import load_checkpoint
+            from speechrnn.pretrained import resolve_model
+
+            entries = read_manifest(args.manifest)
+            if not 0 <= args.index < len(entries):
+                raise UsageError(f"--index {args.index}: {args.manifest} has {len(entries)} "
+                                 "utterances")
+            output = args.output
+            plots.plot_alignment(load_checkpoint(resolve_model(args.model)),
+                                 entries[args.index], output)
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {output}")
+    return EXIT_OK
+
+
+def add_plot(commands) -> None:
+    parser = commands.add_parser("plot", help="figures: training curves, a posteriogram with "
+                                 "its forced alignment (needs matplotlib)")
+    kinds = parser.add_subparsers(dest="what", required=True)
+    curves = kinds.add_parser("curves", help="training loss and dev WER/CER of a run folder")
+    curves.add_argument("run", type=Path, help="run folder (train.csv, valid.csv)")
+    curves.add_argument("--output", "--out", dest="output", type=Path,
+                        help="PNG (default RUN/curves.png)")
+    alignment = kinds.add_parser("alignment", help="one utterance's posteriogram and CTC "
+                                 "forced alignment")
+    alignment.add_argument("--model", required=True)
+    alignment.add_argument("--manifest", type=Path, required=True)
+    alignment.add_argument("--index", type=count, default=0)
+    alignment.add_argument("--output", "--out", dest="output", type=Path, required=True)
+    parser.set_defaults(handler=cmd_plot)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from speechrnn.models.checkpoint import read_config, resolve
+
+    for folder in args.results:
+        path = folder / "summary.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            models = summary["decoder"]["model"]
+            models = [models] if isinstance(models, str) else models
+            parameters = sum(read_config(resolve(Path(m)))["num_parameters"] for m in models)
+            low, high = summary["wer_95ci"]
+            print(f"{folder.name}: WER {100 * summary['wer']:.2f}% CER {100 * summary['cer']:.2f}% "
+                  f"(95% CI {100 * low:.1f}-{100 * high:.1f}) RTF {summary['rtf']:.4f}; "
+                  f"{parameters:,} parameters")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+                ValueError) as error:
+            raise UsageError(f"{path}: not an evaluation summary ({error})") from None
+    return EXIT_OK
+
+
+def add_summary(commands) -> None:
+    parser = commands.add_parser("summary", help="one line per evaluation folder: WER, CER, "
+                                 "interval, RTF, parameters (a recipe's report)")
+    parser.add_argument("results", type=Path, nargs="+", help="speechrnn evaluate --output "
+                        "folders")
+    parser.set_defaults(handler=cmd_summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn", description=__doc__.splitlines()[0],
@@ -641,7 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of them many times over")
     commands = parser.add_subparsers(dest="command", required=True)
     adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
-                               add_export, add_lm, add_models, add_cmvn]
+                               add_export, add_lm, add_models, add_cmvn, add_tune_lm,
+                               add_average, add_package, add_split_words, add_plot,
+                               add_summary]
     for add in adders:
         add(commands)
     return parser

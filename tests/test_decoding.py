@@ -356,12 +356,11 @@ def test_lm_words_reads_only_the_unigrams(tmp_path):
 
 
 def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_model, tmp_path):
-    """tools/tune_lm.py --json: the weights it writes are the grid's best on dev, and its dev
+    """speechrnn tune-lm --json: the weights it writes are the grid's best on dev, and its dev
     WER is what jiwer gives for the Transcriber's output with those weights."""
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     import jiwer
 
@@ -373,11 +372,10 @@ def test_tune_lm_picks_the_grid_point_with_the_lowest_dev_wer(prepared, yesno_mo
     assert main(["lm", "build", str(prepared["yesno"] / "train.jsonl"), str(arpa),
                  "--order", "2"]) == 0
     dev = prepared["yesno"] / "dev.jsonl"
-    tool = Path(__file__).parents[1] / "tools" / "tune_lm.py"
-
     def tune(beam: int, jobs: int = 1) -> str:
         result = subprocess.run(
-            [sys.executable, str(tool), "--model", str(model_dir), "--lm", str(arpa),
+            [sys.executable, "-m", "speechrnn.cli", "tune-lm", "--model", str(model_dir),
+             "--lm", str(arpa),
              "--manifest", str(dev), "--beam", str(beam), "--alphas", "0.0", "0.5",
              "--betas", "-30", "0.0", "--blank-penalties", "0", "20", "--jobs", str(jobs),
              "--json", str(out), "--reuse"],

@@ -151,7 +151,7 @@ def test_stream_refuses_a_bidirectional_model(yesno_model, prepared, capsys):
 
 def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, yesno_model,
                                                                      tmp_path):
-    """tools/package_model.py: the packaged folder loads, its weights are float16 and give
+    """speechrnn package: the packaged folder loads, its weights are float16 and give
     the same transcripts, and Transcriber picks up its LM, alpha/beta and blank penalty by
     default (the tuned beta and blank penalty only with the LM they were tuned with)."""
     import subprocess
@@ -165,9 +165,9 @@ def test_package_model_bundles_fp16_weights_lm_and_decoding_defaults(prepared, y
     assert main(["lm", "build", str(prepared["yesno"] / "train.jsonl"), str(arpa),
                  "--order", "2"]) == 0
     out = tmp_path / "packaged"
-    tool = Path(__file__).parents[1] / "tools" / "package_model.py"
     result = subprocess.run(
-        [sys.executable, str(tool), str(model_dir), "--out", str(out), "--lm", str(arpa),
+        [sys.executable, "-m", "speechrnn.cli", "package", str(model_dir), "--output",
+         str(out), "--lm", str(arpa),
          "--alpha", "0.7", "--beta", "1.3", "--beam", "4", "--blank-penalty", "0.2",
          "--tuned-on", "yesno dev",
          "--description", "test", "--metric", "test_wer=0.01"],

@@ -1,4 +1,4 @@
-"""Cutting isolated-word utterances into words (speechrnn.data.segment, tools/split_words.py)."""
+"""Cutting isolated-word utterances into words (speechrnn.data.segment, speechrnn split-words)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import soundfile as sf
 from speechrnn.data.manifest import Entry, load_entry, read_manifest, write_manifest
 from speechrnn.data.segment import word_segments
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMES = "zero one two three four five six seven eight nine".split()
 DIGITS = [3, 1, 4, 1, 5, 9, 2, 6]
 PAUSE_S = 0.3
@@ -81,7 +80,7 @@ def test_split_words_tool_cuts_yesno_and_skips_a_broken_file(prepared, tmp_path)
     entries.append(Entry(id="broken", audio=str(broken), duration=1.0, text="yes"))
     source, output = tmp_path / "train.jsonl", tmp_path / "words.jsonl"
     write_manifest(source, entries)
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "split_words.py"),
+    result = subprocess.run([sys.executable, "-m", "speechrnn.cli", "split-words",
                              str(source), str(output)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "skipped broken" in result.stderr and str(broken) in result.stderr

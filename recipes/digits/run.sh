@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Connected digits from the Free Spoken Digit Dataset: 2-7 digits per utterance, one
 # speaker held out for test (yweweler), the next for dev, three for training.
-CORPUS=fsdd
-DEFAULT_DATA=../../../shared/data/fsdd
-CONFIG=${CONFIG:-blstm.yaml}
-PREPARE_OPTS="--test-speaker yweweler"
-LM_ORDER=2; ALPHA=2.0; BETA=0.5; BEAM=8  # tuned on dev (tools/tune_lm.py)
-source "$(dirname "$0")/../stages.sh"
+# Options: ../stages.sh (--stage, --stop-stage, --data, --name, --set, --seeds, ...).
+here=$(dirname "$0")
+exec "$here/../stages.sh" --recipe "$here" --corpus fsdd \
+  --default-data ../../../shared/data/fsdd --config "${CONFIG:-blstm.yaml}" \
+  --prepare-opts "--test-speaker yweweler" \
+  --lm-order 2 --alpha 2.0 --beta 0.5 --beam 8 "$@"  # LM weights tuned on dev

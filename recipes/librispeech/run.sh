@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # LibriSpeech: prepares the official layout (downloads dev-clean, test-clean and
 # train-clean-100 from OpenSLR 12 when --data holds none of them), trains on one GPU.
-CORPUS=librispeech
-DEFAULT_DATA=${LIBRISPEECH:-$HOME/corpora/librispeech}
-CONFIG=${CONFIG:-gpu_blstm.yaml}
-PREPARE_OPTS="--download --subsets train-clean-100 dev-clean test-clean"
-TRAIN_SET=train-clean-100; TEST_SET=test-clean
-LM_ORDER=3; ALPHA=0.8; BETA=1.5; BEAM=32
-source "$(dirname "$0")/../stages.sh"
+# Options: ../stages.sh (--stage, --stop-stage, --data, --name, --set, --seeds, ...).
+here=$(dirname "$0")
+exec "$here/../stages.sh" --recipe "$here" --corpus librispeech \
+  --default-data "${LIBRISPEECH:-$HOME/corpora/librispeech}" \
+  --config "${CONFIG:-gpu_blstm.yaml}" \
+  --prepare-opts "--download --subsets train-clean-100 dev-clean test-clean" \
+  --train-set train-clean-100 --test-set test-clean \
+  --lm-order 3 --alpha 0.8 --beta 1.5 --beam 32 "$@"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
+from speechrnn.audio import AudioError
 from speechrnn.data.manifest import Entry, load_entry
 
 ANALYSIS_RATE = 16000
@@ -54,3 +55,22 @@ def word_segments(entry: Entry, top_db: float = 18.0, min_word_s: float = 0.08,
                               duration=round(start_of_file + finish - offset, 3),
                               text=word, speaker=entry.speaker, offset=round(offset, 3)))
     return segments
+
+
+def split_words(entries: list[Entry], top_db: float = 18.0, min_word_s: float = 0.08,
+                margin_s: float = 0.1) -> tuple[list[Entry], dict[str, str]]:
+    """(one entry per word of every utterance that splits, {id: why} of those that do not:
+    their sounding stretches do not match their words one to one, or their audio is
+    unusable)."""
+    segments, left_out = [], {}
+    for entry in entries:
+        try:
+            words = word_segments(entry, top_db, min_word_s, margin_s)
+        except AudioError as error:
+            left_out[entry.id] = str(error)
+            continue
+        if words is None:
+            left_out[entry.id] = "its silences do not match its words"
+        else:
+            segments.extend(words)
+    return segments, left_out

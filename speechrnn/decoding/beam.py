@@ -20,9 +20,10 @@ neither torch nor numpy vectorise; it ships with librosa, so it adds no dependen
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numba
 import numpy as np
@@ -494,6 +495,17 @@ class BeamSearchDecoder:
                         "this model's language and alphabet?", lm.path or "the LM",
                         spellable, len(words))
 
+    def with_weights(self, alpha: float, beta: float, blank_penalty: float
+                     ) -> BeamSearchDecoder:
+        """This decoder with other LM weight, word bonus and blank penalty, sharing its
+        tables (built once: a grid of weights costs no rebuilding)."""
+        check_finite("alpha (the LM weight)", alpha)
+        check_finite("beta (the word bonus)", beta)
+        check_blank_penalty(blank_penalty)
+        other = copy.copy(self)
+        other.alpha, other.beta, other.blank_penalty = alpha, beta, float(blank_penalty)
+        return other
+
     def __getstate__(self) -> dict:  # typed dicts are rebuilt in worker processes
         state = self.__dict__.copy()
         state["_dicts"] = None
@@ -571,16 +583,46 @@ def _decode_one(decoder: BeamSearchDecoder, item) -> list[Hypothesis]:
     return decoder.decode(log_probs, length)
 
 
+_shared_items: Sequence = ()  # decode_grid's utterances, set once in each worker process
+
+
+def _share_items(items: Sequence) -> None:
+    global _shared_items
+    _shared_items = items
+
+
+def _decode_shared(decoder: BeamSearchDecoder) -> list[list[Hypothesis]]:
+    return [_decode_one(decoder, item) for item in _shared_items]
+
+
+def _spawn_pool(workers: int, **options):
+    """Worker processes started with *spawn* (safe with threads, CUDA and macOS/Windows,
+    unlike fork-only designs)."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn").Pool(workers, **options)
+
+
 def decode_many(decoder: BeamSearchDecoder, items: Sequence[tuple[np.ndarray, int]],
                 workers: int = 1) -> list[list[Hypothesis]]:
-    """Decode (log_probs, length) pairs, in ``workers`` processes started with *spawn* (safe
-    with threads, CUDA and macOS/Windows, unlike fork-only designs); order is kept."""
+    """Decode (log_probs, length) pairs, in ``workers`` processes; order is kept."""
     if workers <= 1:
         return [_decode_one(decoder, item) for item in items]
     import functools
-    import multiprocessing
 
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
+    with _spawn_pool(workers) as pool:
         chunk = max(1, len(items) // (4 * workers))
         return pool.map(functools.partial(_decode_one, decoder), items, chunksize=chunk)
+
+
+def decode_grid(decoders: Sequence[BeamSearchDecoder], items: Sequence[tuple[np.ndarray, int]],
+                workers: int = 1) -> Iterator[list[list[Hypothesis]]]:
+    """Every decoder (one per grid point of LM weights, say) over the same (log_probs,
+    length) pairs, yielded in the decoders' order as each finishes: the pairs go to each of
+    ``workers`` processes once, the decoders one at a time."""
+    if workers <= 1:
+        for decoder in decoders:
+            yield [_decode_one(decoder, item) for item in items]
+        return
+    with _spawn_pool(workers, initializer=_share_items, initargs=(items,)) as pool:
+        yield from pool.imap(_decode_shared, decoders)
