@@ -134,7 +134,7 @@ def _power(spectrum: torch.Tensor, out: torch.Tensor | None = None) -> torch.Ten
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})  # fused multiply-adds: ~8% faster
 def _chain_product(parts, starts, low_weight, high_weight, out):
     """``out[n, m] = Σ_k |X[n, k]|² W[k, m]`` for a filterbank W in chain form (see
-    _MelFilterbank): the bins ``starts[m]:starts[m + 1]`` feed filter m with ``low_weight``
+    MelFilterbank): the bins ``starts[m]:starts[m + 1]`` feed filter m with ``low_weight``
     and filter m + 1 with ``high_weight``. ``parts`` is the spectrum as (frames, bins, 2) real
     and imaginary parts; ``out`` is (frames, filters).
 
@@ -171,7 +171,7 @@ def _chain_product(parts, starts, low_weight, high_weight, out):
             c0, c1, c2, c3 = h0, h1, h2, h3
 
 
-class _MelFilterbank(nn.Module):
+class MelFilterbank(nn.Module):
     """Complex spectrum (..., bins) → mel energies (..., filters): ``|X|² @ weight``.
 
     Triangular filters overlap only their neighbours, so each frequency bin feeds at most two
@@ -345,7 +345,7 @@ class Fbank(_FeatureBase):
     def __init__(self, config: FeatureConfig | None = None, **overrides):
         config = config or FeatureConfig(kind="fbank", **overrides)
         super().__init__(config)
-        self.mel = _MelFilterbank(_mel_banks(config, self.analysis.n_fft))
+        self.mel = MelFilterbank(_mel_banks(config, self.analysis.n_fft))
 
     def _base_dim(self) -> int:
         return self.config.n_mels

@@ -17,8 +17,8 @@ from speechrnn.features import (
     Fbank,
     FeatureConfig,
     GlobalCMVN,
+    MelFilterbank,
     Spectrogram,
-    _MelFilterbank,
     build_features,
     compute_cmvn,
     utterance_cmvn,
@@ -130,7 +130,7 @@ def test_mel_filterbank_rejects_a_bank_that_is_not_a_chain():
     weight = torch.zeros(10, 4)
     weight[3, 0] = weight[3, 2] = 1.0  # bin 3 feeds two filters that are not neighbours
     with pytest.raises(ValueError, match="non-adjacent"):
-        _MelFilterbank(weight)
+        MelFilterbank(weight)
 
 
 def test_build_features_from_dict_and_dims():
