@@ -8,7 +8,7 @@ On the GPU machine (about 10 minutes; everything it reports lands in OUT)::
 
 Here, afterwards: ``python tools/gpu_session.py join OUT/model`` rebuilds the checkpoint
 from its shards (a fetched file may be at most 16 MiB), then decode and tune on the CPU:
-``speechrnn evaluate --model OUT/model ...`` and ``tools/tune_lm.py``.
+``speechrnn evaluate --model OUT/model ...`` and ``speechrnn tune-lm``.
 
 On any machine, as its own smoke test (yesno, a tiny model, the CPU, about a minute)::
 

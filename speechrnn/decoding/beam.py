@@ -432,7 +432,7 @@ class BeamSearchDecoder:
     ``blank_penalty`` (nats, ≥ 0) is taken off the blank's log-probability of every frame
     before the search: CTC models, and more so ensembles whose members spike on different
     frames, let blank win frames that hold a weak character, which deletes it; tuned on dev
-    with the LM weights (tools/tune_lm.py). Word confidences use the posteriors as given.
+    with the LM weights (speechrnn tune-lm). Word confidences use the posteriors as given.
     Frame times use ``frame_shift`` seconds per output frame.
     """
 
