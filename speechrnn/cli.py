@@ -78,7 +78,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def add_prepare(commands) -> None:
     from speechrnn.data.prepare import CORPORA
 
-    parser = commands.add_parser("prepare", help="corpus → train/dev/test JSON-lines manifests")
+    parser = _command(commands, "prepare", help="corpus → train/dev/test JSON-lines manifests")
     parser.add_argument("corpus", choices=CORPORA)
     parser.add_argument("src", type=Path, help="corpus folder (download target with --download)")
     parser.add_argument("outdir", type=Path, help="where the manifests are written")
@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train(commands) -> None:
-    parser = commands.add_parser("train", help="train a CTC acoustic model from a YAML config")
+    parser = _command(commands, "train", help="train a CTC acoustic model from a YAML config")
     parser.add_argument("--config", type=Path, help="YAML config (see recipes/*/conf)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.cell=gru (repeatable)")
@@ -217,7 +217,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def add_score(commands) -> None:
-    parser = commands.add_parser("score", help="WER/CER report of hypotheses against references")
+    parser = _command(commands, "score", help="WER/CER report of hypotheses against references")
     parser.add_argument("--ref", type=Path, required=True, help="trn or JSON lines (id, text)")
     parser.add_argument("--hyp", type=Path, required=True, help="trn or JSON lines (id, text)")
     parser.add_argument("--json", action="store_true", help="machine-readable summary")
@@ -328,7 +328,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_evaluate(commands) -> None:
-    parser = commands.add_parser("evaluate", help="decode a manifest and score it")
+    parser = _command(commands, "evaluate", help="decode a manifest and score it")
     add_decoding_options(parser)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--output", "--out", dest="output", type=Path, required=True,
@@ -403,11 +403,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     from speechrnn.audio import AudioError
     from speechrnn.fileio import OutputError, write_atomic
-    from speechrnn.formats import render
+    from speechrnn.formats import SINGLE_DOCUMENT, TSV_HEADER, render, tsv_rows
 
     inputs = _expand_inputs(args.inputs)
     if not inputs:
         raise UsageError("no audio files matched the inputs")
+    several = len(inputs) > 1 and not args.output
+    if several and args.format in SINGLE_DOCUMENT:
+        raise UsageError(f"{args.format} of {len(inputs)} files cannot share standard output "
+                         "(each file numbers its own cues): give --output DIR for one file each")
     suffix = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
     targets = (output_paths(inputs, args.output, suffix[args.format]) if args.output
                else [None] * len(inputs))
@@ -420,6 +424,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.output:
         ensure_writable_dir(args.output)
     failures = 0
+    tsv_header = f"file\t{TSV_HEADER}\n"
     files = [path for path, _ in inputs]
     for number, (path, target) in enumerate(
             tqdm(list(zip(files, targets, strict=True)), desc="transcribing", unit="file",
@@ -432,6 +437,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failures += 1
             continue
         text = render(result, args.format, str(path))
+        if several and args.format == "tsv":  # one table, a file column first
+            text = tsv_header + tsv_rows(result, str(path))
+            tsv_header = ""
         if target is not None:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -457,7 +465,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def add_transcribe(commands) -> None:
     from speechrnn.formats import FORMATS
 
-    parser = commands.add_parser("transcribe", help="audio files → text with word times")
+    parser = _command(commands, "transcribe", help="audio files → text with word times")
     parser.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns")
     add_decoding_options(parser)
     parser.add_argument("--format", default="text", choices=FORMATS)
@@ -489,7 +497,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def add_models(commands) -> None:
-    parser = commands.add_parser("models", help="list the bundled models")
+    parser = _command(commands, "models", help="list the bundled models")
     parser.set_defaults(handler=cmd_models)
 
 
@@ -555,9 +563,9 @@ def cmd_lm_lexicon(args: argparse.Namespace) -> int:
 
 
 def add_lm(commands) -> None:
-    parser = commands.add_parser("lm", help="language models")
+    parser = _command(commands, "lm", help="language models")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    build = verbs.add_parser("build", help="modified Kneser-Ney n-gram LM from text → ARPA")
+    build = _command(verbs, "build", help="modified Kneser-Ney n-gram LM from text → ARPA")
     build.add_argument("text", type=Path, nargs="+",
                        help="one sentence per line, or a .jsonl manifest (several: pooled)")
     build.add_argument("arpa", type=Path, help="output .arpa or .arpa.gz")
@@ -569,7 +577,7 @@ def add_lm(commands) -> None:
     build.add_argument("--kaldi-text", action="store_true",
                        help="lines start with an utterance id (Kaldi text file)")
     build.set_defaults(handler=cmd_lm)
-    lexicon = verbs.add_parser("lexicon", help="the words of a manifest's transcripts, one per "
+    lexicon = _command(verbs, "lexicon", help="the words of a manifest's transcripts, one per "
                                "line (a closed vocabulary for --lexicon)")
     lexicon.add_argument("manifest", type=Path)
     lexicon.add_argument("output", type=Path)
@@ -603,7 +611,7 @@ def cmd_cmvn(args: argparse.Namespace) -> int:
 
 
 def add_cmvn(commands) -> None:
-    parser = commands.add_parser("cmvn", help="global feature mean/std of a manifest → JSON "
+    parser = _command(commands, "cmvn", help="global feature mean/std of a manifest → JSON "
                                  "(or the per-utterance mode, when the config asks for it)")
     parser.add_argument("manifest", type=Path)
     parser.add_argument("out", type=Path, help="cmvn.json (train reads OUTDIR/cmvn.json)")
@@ -628,7 +636,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export(commands) -> None:
-    parser = commands.add_parser(
+    parser = _command(commands,
         "export", help="model → ONNX or TorchScript (log-probs from features, CMVN included)")
     parser.add_argument("outdir", type=Path, help="folder for the model file, config, "
                         "tokenizer and CMVN")
@@ -682,7 +690,7 @@ def _weights(weights: dict) -> str:
 
 
 def add_tune_lm(commands) -> None:
-    parser = commands.add_parser(
+    parser = _command(commands,
         "tune-lm", help="grid-search the LM weight, word bonus and blank penalty on dev",
         description="Grid-search alpha (LM weight), beta (word bonus) and the blank penalty "
         "on a dev manifest by WER; the model's posteriors are computed once. A best setting "
@@ -717,7 +725,7 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def add_average(commands) -> None:
-    parser = commands.add_parser("average", help="average the weights of several checkpoints "
+    parser = _command(commands, "average", help="average the weights of several checkpoints "
                                  "(e.g. the best epochs) into a new one")
     parser.add_argument("checkpoints", type=Path, nargs="+")
     parser.add_argument("--output", "--out", dest="output", type=Path, required=True)
@@ -744,7 +752,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def add_package(commands) -> None:
-    parser = commands.add_parser(
+    parser = _command(commands,
         "package", help="a checkpoint as a shippable model: float16 weights, its LM and "
         "decoding defaults")
     parser.add_argument("model", type=Path, help="checkpoint folder (e.g. exp/best)")
@@ -777,7 +785,7 @@ def cmd_split_words(args: argparse.Namespace) -> int:
 
 
 def add_split_words(commands) -> None:
-    parser = commands.add_parser(
+    parser = _command(commands,
         "split-words", help="one manifest line per word, cut at the silences (isolated-word "
         "corpora such as yesno and digit strings)")
     parser.add_argument("manifest", type=Path, help="input manifest (whole utterances)")
@@ -817,14 +825,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def add_plot(commands) -> None:
-    parser = commands.add_parser("plot", help="figures: training curves, a posteriogram with "
+    parser = _command(commands, "plot", help="figures: training curves, a posteriogram with "
                                  "its forced alignment (needs matplotlib)")
     kinds = parser.add_subparsers(dest="what", required=True)
-    curves = kinds.add_parser("curves", help="training loss and dev WER/CER of a run folder")
+    curves = _command(kinds, "curves", help="training loss and dev WER/CER of a run folder")
     curves.add_argument("run", type=Path, help="run folder (train.csv, valid.csv)")
     curves.add_argument("--output", "--out", dest="output", type=Path,
                         help="PNG (default RUN/curves.png)")
-    alignment = kinds.add_parser("alignment", help="one utterance's posteriogram and CTC "
+    alignment = _command(kinds, "alignment", help="one utterance's posteriogram and CTC "
                                  "forced alignment")
     alignment.add_argument("--model", required=True)
     alignment.add_argument("--manifest", type=Path, required=True)
@@ -854,7 +862,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def add_summary(commands) -> None:
-    parser = commands.add_parser("summary", help="one line per evaluation folder: WER, CER, "
+    parser = _command(commands, "summary", help="one line per evaluation folder: WER, CER, "
                                  "interval, RTF, parameters (a recipe's report)")
     parser.add_argument("results", type=Path, nargs="+", help="speechrnn evaluate --output "
                         "folders")
@@ -867,11 +875,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 some items failed or an output could not be written, "
         "2 bad input or usage, 130 interrupted, 141 output pipe closed",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--threads", type=positive_int, metavar="N",
-                        help="CPU threads for PyTorch (default: one per core). Several jobs "
-                        "at once should share the cores: each with its default slows all "
-                        "of them many times over")
+    from speechrnn import __version__
+
+    parser.add_argument("--version", action="version", version=f"speechrnn {__version__}")
+    _add_global_options(parser, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
     adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
                                add_export, add_lm, add_models, add_cmvn, add_tune_lm,
@@ -882,11 +889,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(group, name: str, **options) -> argparse.ArgumentParser:
+    """A subcommand's parser, which also takes the global options (``speechrnn transcribe
+    --threads 1 ...`` as well as ``speechrnn --threads 1 transcribe ...``)."""
+    shared = argparse.ArgumentParser(add_help=False)
+    _add_global_options(shared, argparse.SUPPRESS)
+    return group.add_parser(name, parents=[shared], **options)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
+    """-v/-q/--threads, accepted before or after the subcommand (``default`` SUPPRESS: an
+    option not given leaves the value from elsewhere alone)."""
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", default=default,
+                          help="speechrnn's own progress and decisions (model, LM, beam, "
+                          "devices, segments); never other libraries' debug logs")
+    loudness.add_argument("-q", "--quiet", action="store_true", default=default,
+                          help="results only: no progress bars, warnings or notes")
+    parser.add_argument("--threads", type=positive_int, metavar="N", default=default,
+                        help="CPU threads for PyTorch (default: one per core). Several jobs "
+                        "at once should share the cores: each with its default slows all "
+                        "of them many times over")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    for name, default in (("verbose", False), ("quiet", False), ("threads", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet contradict each other")
+    # Other libraries (numba, matplotlib...) stay at warnings: -v is about speechrnn alone.
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("speechrnn").setLevel(
+        logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING)
     if args.threads:
         import torch
 

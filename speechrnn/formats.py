@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from speechrnn.decoding.hypothesis import Word
+if TYPE_CHECKING:  # the import would load the decoders (torch) for --help
+    from speechrnn.decoding.hypothesis import Word
 
 FORMATS = ("text", "json", "srt", "vtt", "tsv")
 
@@ -32,6 +34,20 @@ def cues(words: list[Word], max_words: int = 10, max_seconds: float = 6.0,
     return [(g[0].start, g[-1].end, " ".join(w.text for w in g)) for g in groups]
 
 
+TSV_HEADER = "start\tend\tword\tconfidence"
+# Formats whose documents cannot be concatenated (cue numbers, one header per file): several
+# files need one output file each.
+SINGLE_DOCUMENT = ("srt", "vtt")
+
+
+def tsv_rows(transcript, source: str | None = None) -> str:
+    """The word rows of a transcript's TSV, each led by ``source`` when given (for several
+    files in one table under ``"file\t" + TSV_HEADER``)."""
+    lead = "" if source is None else f"{source}\t"
+    return "".join(f"{lead}{w.start:.3f}\t{w.end:.3f}\t{w.text}\t{w.confidence:.3f}\n"
+                   for w in transcript.words)
+
+
 def render(transcript, fmt: str, source: str = "") -> str:
     """One transcript in ``fmt``."""
     if fmt == "text":
@@ -39,10 +55,7 @@ def render(transcript, fmt: str, source: str = "") -> str:
     if fmt == "json":
         return json.dumps({"file": source, **transcript.to_dict()}, ensure_ascii=False) + "\n"
     if fmt == "tsv":
-        rows = ["start\tend\tword\tconfidence"]
-        rows += [f"{w.start:.3f}\t{w.end:.3f}\t{w.text}\t{w.confidence:.3f}"
-                 for w in transcript.words]
-        return "\n".join(rows) + "\n"
+        return TSV_HEADER + "\n" + tsv_rows(transcript)
     if fmt == "srt":
         blocks = [f"{i}\n{_clock(s, ',')} --> {_clock(e, ',')}\n{text}\n"
                   for i, (s, e, text) in enumerate(cues(transcript.words), start=1)]

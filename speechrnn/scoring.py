@@ -397,15 +397,20 @@ def write_trn(path: str | Path, texts: dict[str, str], out: OutputFiles | None =
 
 
 def read_jsonl_texts(path: str | Path, field_name: str = "text") -> dict[str, str]:
-    """JSON lines with ``id`` and ``text`` (manifests and hypothesis files both qualify)."""
+    """JSON lines with ``text`` and an ``id``: manifests, ``evaluate``'s hyp.jsonl and
+    ``transcribe --format json`` all qualify. A line without ``id`` takes the name of its
+    ``file`` or ``audio`` without the suffix (as ``transcribe --output`` names its files)."""
     texts: dict[str, str] = {}
     for number, line in _lines(path):
         try:
             item = json.loads(line)
-            utt_id, text = item["id"], item[field_name]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ScoringError(f"{path}:{number}: expected JSON with id and {field_name} "
-                               f"({error})") from None
+            text = item[field_name]
+            utt_id = item["id"] if "id" in item else Path(item.get("file") or item["audio"]).stem
+            if not isinstance(utt_id, str) or not isinstance(text, str):
+                raise TypeError("id and text must be strings")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+            raise ScoringError(f"{path}:{number}: expected JSON with {field_name} and an id "
+                               f"(or a file or audio path) ({error})") from None
         if utt_id in texts:
             raise ScoringError(f"{path}:{number}: duplicate id {utt_id!r}")
         texts[utt_id] = text

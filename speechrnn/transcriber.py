@@ -11,6 +11,7 @@ chunk, features and recurrent state are carried over, and partial text comes out
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from speechrnn.models.checkpoint import Checkpoint, CheckpointError, load_checkp
 from speechrnn.pretrained import resolve_model
 
 # Decoding for a model without tuned settings in its config.json
+log = logging.getLogger(__name__)
 DEFAULT_BEAM = 16
 DEFAULT_ALPHA = 0.5  # LM weight
 DEFAULT_BETA = 1.0  # word insertion bonus
@@ -58,6 +60,8 @@ def check_ensemble(checkpoints: Sequence[Checkpoint]) -> None:
 
 @dataclass
 class Transcript:
+    """A file's text and words; word times are in seconds, rounded to milliseconds."""
+
     text: str
     words: list[Word] = field(default_factory=list)
     duration: float = 0.0  # seconds of audio
@@ -124,6 +128,12 @@ class Transcriber:
                 frame_shift=frame_shift, lexicon=lexicon, blank_penalty=blank_penalty)
         self.lm_path = lm_path
         self.lexicon_size = None if lexicon is None else len(lexicon)
+        settings = self.settings()
+        log.info("model %s (%s, %d Hz) on %s; LM %s; %s beam %s, alpha %s, beta %s, blank "
+                 "penalty %s", settings["model"], self.checkpoint.config.get("description")
+                 or "no description", self.sample_rate, self.device, settings["lm"],
+                 settings["decoder"], settings["beam"], settings["alpha"], settings["beta"],
+                 settings["blank_penalty"])
 
     @staticmethod
     def _default_beta(decoding: dict, lm_path: Path | None) -> float:
@@ -152,20 +162,49 @@ class Transcriber:
                 "blank_penalty": decoder.blank_penalty,
                 "lexicon_words": self.lexicon_size}
 
-    def __call__(self, source: str | Path | np.ndarray | torch.Tensor,
-                 sample_rate: int | None = None) -> Transcript:
-        """Transcribe a file path, or a waveform (mono or (channels, samples)) at
-        ``sample_rate``."""
+    def __call__(self, source, sample_rate: int | None = None):
+        """Transcribe one input, or a list of them (one result each, in order).
+
+        An input is a file path, an ``(array, sample_rate)`` pair, or a NumPy array or torch
+        tensor (mono, or (channels, samples), or soundfile's (samples, channels)) at
+        ``sample_rate``. One bad input raises :class:`AudioError` naming it; in a list, a
+        bad input's place holds its AudioError instead, and the others are transcribed.
+        """
+        if isinstance(source, list):
+            results: list = []
+            for number, item in enumerate(source):
+                try:
+                    results.append(self._one(item, sample_rate, f"input {number}"))
+                except audio.AudioError as error:
+                    results.append(error)
+            return results
+        return self._one(source, sample_rate, "input")
+
+    def _one(self, source, sample_rate: int | None, name: str) -> Transcript:
         if isinstance(source, (str, Path)):
             waveform = audio.load(source, self.sample_rate)
             return self.transcribe_waveform(waveform, source)
-        waveform = torch.as_tensor(np.asarray(source), dtype=torch.float32)
-        if waveform.dim() == 2:
-            waveform = waveform.mean(0)
+        if isinstance(source, tuple):
+            if len(source) != 2 or isinstance(source[1], bool) or not isinstance(source[1], int):
+                raise audio.AudioError(name, "a tuple input must be (array, sample_rate)")
+            source, sample_rate = source
         if sample_rate is None:
-            raise ValueError("sample_rate is required for an array input")
+            raise audio.AudioError(name, "an array needs its sample rate: (array, rate) or "
+                                   "sample_rate=")
+        try:
+            waveform = torch.as_tensor(np.asarray(source, dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise audio.AudioError(name, f"not an array of samples ({error})") from None
+        if waveform.dim() == 2:  # (channels, samples), or soundfile's (samples, channels)
+            channel_axis = 1 if waveform.shape[1] < waveform.shape[0] else 0
+            waveform = waveform.mean(channel_axis)
+        if waveform.dim() != 1 or waveform.numel() == 0:
+            raise audio.AudioError(name, f"expected mono or multichannel samples, got shape "
+                                   f"{tuple(waveform.shape)}")
+        if not audio.all_finite(waveform):
+            raise audio.AudioError(name, "contains NaN or infinite samples")
         waveform = audio.resample(waveform, sample_rate, self.sample_rate)
-        return self.transcribe_waveform(waveform)
+        return self.transcribe_waveform(waveform, name)
 
     def transcribe_waveform(self, waveform: torch.Tensor, source: str | Path = "waveform"
                             ) -> Transcript:
@@ -176,8 +215,12 @@ class Transcriber:
         duration = waveform.numel() / self.sample_rate
         segments = split_at_pauses(waveform, self.sample_rate, self.max_segment)
         win = max(c.features.analysis.win_length for c in self.checkpoints)
-        segments = [(s, e) for s, e in segments
+        sounding = [(s, e) for s, e in segments
                     if e - s >= win and float(waveform[s:e].abs().max()) >= SILENCE_PEAK]
+        log.info("%s: %.1f s in %d segment(s) of at most %.0f s (%d of digital silence "
+                 "skipped)", source, duration, len(sounding), self.max_segment,
+                 len(segments) - len(sounding))
+        segments = sounding
         texts, words = [], []
         for first in range(0, len(segments), SEGMENT_BATCH):
             batch = segments[first : first + SEGMENT_BATCH]
@@ -190,8 +233,9 @@ class Transcriber:
                 best = self.decoder.decode(log_probs[i], lengths[i])[0]
                 if best.text:
                     texts.append(best.text)
-                words += [Word(w.text, w.start + start, min(w.end + start, duration),
-                               w.confidence) for w in best.words]
+                words += [Word(w.text, round(w.start + start, 3),
+                               round(min(w.end + start, duration), 3), w.confidence)
+                          for w in best.words]
         return Transcript(" ".join(texts), words, duration)
 
     def log_probs(self, waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,7 +351,8 @@ class StreamingSession:
         if len(log_probs) == 0:
             return Transcript("", [], duration)
         best = self.transcriber.decoder.decode(log_probs, len(log_probs))[0]
-        words = [Word(w.text, w.start, min(w.end, duration), w.confidence) for w in best.words]
+        words = [Word(w.text, round(w.start, 3), round(min(w.end, duration), 3), w.confidence)
+                 for w in best.words]
         return Transcript(best.text, words, duration)
 
 

@@ -91,9 +91,9 @@ class CheckpointManager:
         return last, load_checkpoint(last), load_trainer_state(last)
 
     def save_epoch(self, epoch: int, history: list[dict],
-                   write_model: Callable[[Path], None]) -> None:
+                   write_model: Callable[[Path], None]) -> int:
         """Keep epoch ``epoch`` if it is among the ``keep_best`` lowest dev WERs of
-        ``history``; refresh best/."""
+        ``history``; refresh best/. Returns the best epoch."""
         folder = self.outdir / "checkpoints"
         folder.mkdir(exist_ok=True)
         atomic_directory(folder / f"epoch-{epoch}", write_model)
@@ -110,3 +110,4 @@ class CheckpointManager:
         best = scored[0][-1]
         atomic_directory(self.outdir / "best",
                          lambda d: [shutil.copy(p, d) for p in (folder / best).iterdir()])
+        return int(best.removeprefix("epoch-"))

@@ -129,6 +129,8 @@ class Trainer:
         self.history: list[dict] = []  # per epoch: dev WER etc.
         self.skipped_total = 0
         self.started = time.time()
+        self.epoch_started = time.time()
+        self.epoch_losses: list[float] = []  # per step of the epoch: mean loss per utterance
         if resume:
             self._load_state()
 
@@ -285,6 +287,7 @@ class Trainer:
             accumulate = config.optim.accum_steps
             last_of_group = (self.batches_done + 1) % accumulate == 0
             result = self.train_step(batch, sync=last_of_group)
+            self.epoch_losses.append(result.loss)
             self.skipped_total += result.skipped + batch.skipped
             self.batches_done += 1
             seconds_audio += float(batch.input_lengths.sum()) * (
@@ -306,6 +309,7 @@ class Trainer:
             progress.close()
 
     def end_epoch(self) -> None:
+        """Validate, log and checkpoint the epoch just trained, and print its line."""
         self.epoch += 1
         self.batches_done = 0
         metrics = self.validate() if self.dev_entries else {}
@@ -316,9 +320,25 @@ class Trainer:
             self.newbob.update(metrics["wer"])
         if self.rank == 0:
             self.metrics.log("valid.csv", metrics)
-            self.save_epoch(metrics)
+            best = self.save_epoch(metrics)
             self._save_last()
-            log.info("epoch %d: %s", self.epoch, metrics)
+            print(self._epoch_line(metrics, best == self.epoch), flush=True)
+        self.epoch_losses = []
+        self.epoch_started = time.time()
+
+    def _epoch_line(self, metrics: dict, best: bool) -> str:
+        """One line per epoch, kept on the console and in a recipe's log (not a progress
+        bar): train and dev loss, dev WER/CER, learning rate, time, and the checkpoint."""
+        losses = self.epoch_losses
+        parts = [f"epoch {self.epoch}/{self.config.epochs}",
+                 f"train loss {sum(losses) / len(losses):.3f}" if losses else "train loss -"]
+        if "wer" in metrics:
+            parts += [f"dev loss {metrics['loss']:.3f}", f"dev WER {100 * metrics['wer']:.2f}%",
+                      f"CER {100 * metrics['cer']:.2f}%"]
+        parts += [f"lr {self.scheduler.get_last_lr()[0]:.2e}",
+                  f"{time.time() - self.epoch_started:.0f} s",
+                  "new best, saved to best/" if best and "wer" in metrics else "saved to last/"]
+        return " | ".join(parts)
 
     def validate(self) -> dict:
         """Greedy WER/CER and mean CTC loss on the dev set (every rank computes the same)."""
@@ -394,9 +414,10 @@ class Trainer:
         log.info("resumed from %s at step %d (epoch %d, batch %d)", last, self.step,
                  self.epoch, self.batches_done)
 
-    def save_epoch(self, metrics: dict) -> None:
-        """Keep this epoch's model if its dev WER is among the best; refresh best/."""
-        self.checkpoints.save_epoch(self.epoch, self.history, self._write_model(metrics))
+    def save_epoch(self, metrics: dict) -> int:
+        """Keep this epoch's model if its dev WER is among the best; refresh best/. Returns
+        the best epoch so far."""
+        return self.checkpoints.save_epoch(self.epoch, self.history, self._write_model(metrics))
 
     def _log_step(self, result: StepResult, speed: float) -> None:
         if self.step % self.config.log_every and self.step != 1:

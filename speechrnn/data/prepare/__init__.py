@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from speechrnn.data.prepare.common import PrepareError, PrepareReport
+from speechrnn.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from speechrnn.data.prepare.common import PrepareReport
 
 
 def _preparers() -> dict:
@@ -30,6 +34,8 @@ def _preparers() -> dict:
 def corpus_options(name: str) -> list[str]:
     """The options corpus ``name``'s preparer takes: the keyword parameters it declares
     (``download_corpus`` for the ones that can fetch their corpus)."""
+    from speechrnn.data.prepare.common import PrepareError
+
     if name not in _preparers():
         raise PrepareError(f"unknown corpus {name!r}; choose from {', '.join(CORPORA)}")
     parameters = inspect.signature(_preparers()[name]).parameters
@@ -39,6 +45,8 @@ def corpus_options(name: str) -> list[str]:
 def prepare_corpus(name: str, src: str | Path, outdir: str | Path, **options) -> PrepareReport:
     """Prepare corpus ``name`` found at ``src`` (downloaded there when ``download=True``);
     an option the corpus does not declare is refused (PrepareError) before any work."""
+    from speechrnn.data.prepare.common import PrepareError
+
     accepted = corpus_options(name)
     unknown = [option for option in options if option not in accepted]
     if unknown:
@@ -51,3 +59,5 @@ def prepare_corpus(name: str, src: str | Path, outdir: str | Path, **options) ->
 CORPORA = ("yesno", "fsdd", "speechocean762", "kaldi-dir", "an4-mini", "librispeech", "folder")
 
 __all__ = ["CORPORA", "PrepareError", "PrepareReport", "corpus_options", "prepare_corpus"]
+__getattr__ = lazy_exports(__name__, dict.fromkeys(["PrepareError", "PrepareReport"],
+                                                   "speechrnn.data.prepare.common"))
