@@ -1,0 +1,123 @@
+"""Everyday use of the command line and the Python API: version and help, options anywhere,
+-v/-q, outputs that compose, and the inputs the Transcriber takes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechrnn.audio import AudioError
+from speechrnn.cli import EXIT_INPUT, main
+from speechrnn.transcriber import Transcriber
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "speechrnn.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber(lm="none", beam=1)
+
+
+def test_version_and_help_need_no_torch():
+    assert cli("--version").stdout.strip().startswith("speechrnn 0.")
+    code = ("import sys; from speechrnn.cli import build_parser; build_parser(); "
+            "heavy = [m for m in ('torch', 'numba', 'librosa', 'torchaudio') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    for command in ("transcribe", "evaluate", "train", "prepare", "score", "tune-lm", "plot"):
+        result = cli(command, "--help")
+        assert result.returncode == 0 and "--threads" in result.stdout, command
+
+
+def test_global_options_work_after_the_subcommand(tmp_path, capsys):
+    ref = tmp_path / "ref.trn"
+    ref.write_text("yes no (u1)\n")
+    assert main(["score", "--ref", str(ref), "--hyp", str(ref), "--threads", "1", "-q",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["wer"] == 0.0
+    assert main(["--threads", "1", "score", "--ref", str(ref), "--hyp", str(ref)]) == 0
+    with pytest.raises(SystemExit):
+        main(["score", "--ref", str(ref), "--hyp", str(ref), "-v", "-q"])
+
+
+def test_verbose_shows_speechrnn_decisions_and_quiet_only_results(so762_wavs):
+    verbose = cli("transcribe", str(so762_wavs[0]), "-v")
+    assert verbose.returncode == 0
+    assert "speechrnn.transcriber: model" in verbose.stderr and "beam" in verbose.stderr
+    assert "segment(s)" in verbose.stderr
+    assert "numba" not in verbose.stderr.lower() and len(verbose.stderr.splitlines()) < 10
+    quiet = cli("transcribe", str(so762_wavs[0]), "-q")
+    assert quiet.stderr == "" and quiet.stdout == verbose.stdout
+
+
+def test_json_word_times_are_milliseconds(so762_wavs, capsys):
+    assert main(["transcribe", str(so762_wavs[1]), "--format", "json"]) == 0
+    words = json.loads(capsys.readouterr().out)["words"]
+    assert words
+    for word in words:
+        for key in ("start", "end"):
+            assert round(word[key], 3) == word[key] and len(repr(word[key])) <= 8
+
+
+def test_several_files_to_standard_output_stay_readable(so762_wavs, tmp_path, capsys):
+    files = [str(p) for p in so762_wavs[:2]]
+    assert main(["transcribe", *files, "--format", "srt"]) == EXIT_INPUT
+    assert "--output" in capsys.readouterr().err
+    assert main(["transcribe", *files, "--format", "tsv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "file\tstart\tend\tword\tconfidence"
+    assert lines.count(lines[0]) == 1
+    assert {line.split("\t")[0] for line in lines[1:]} == set(files)
+
+
+def test_score_reads_transcribe_json_and_manifests_without_ids(so762_wavs, tmp_path, capsys):
+    assert main(["transcribe", *map(str, so762_wavs[:3]), "--format", "json"]) == 0
+    hyp = tmp_path / "hyp.jsonl"
+    hyp.write_text(capsys.readouterr().out)
+    texts = [json.loads(line)["text"] for line in hyp.read_text().splitlines()]
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps({"audio": str(p), "text": t}) + "\n"
+                           for p, t in zip(so762_wavs[:3], texts, strict=True)))
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["utterances"] == 3 and summary["wer"] == 0.0
+
+
+def test_the_python_api_takes_lists_pairs_and_either_channel_layout(transcriber, so762_wavs,
+                                                                    tmp_path):
+    waveform, rate = sf.read(so762_wavs[0], dtype="float32")
+    expected = transcriber(so762_wavs[0]).text
+    assert transcriber((waveform, rate)).text == expected
+    assert transcriber(waveform, sample_rate=rate).text == expected
+    stereo = np.stack([waveform, waveform], axis=1)  # soundfile's (samples, channels)
+    assert transcriber(stereo, sample_rate=rate).text == expected
+    assert transcriber(stereo.T.copy(), sample_rate=rate).text == expected
+    missing = tmp_path / "missing.wav"
+    results = transcriber([so762_wavs[0], str(missing), (waveform, rate)])
+    assert [getattr(r, "text", None) for r in results] == [expected, None, expected]
+    assert isinstance(results[1], AudioError) and "missing.wav: no such file" in str(results[1])
+    with pytest.raises(AudioError, match="needs its sample rate"):
+        transcriber(waveform)
+
+
+def test_training_prints_one_line_per_epoch(prepared, tmp_path):
+    result = cli("train", "--outdir", str(tmp_path / "run"),
+                 "--set", f"data.train={prepared['yesno'] / 'train.jsonl'}",
+                 "--set", f"data.dev={prepared['yesno'] / 'dev.jsonl'}",
+                 "--set", "features.sample_rate=8000", "--set", "features.n_mels=23",
+                 "--set", "model.hidden=16", "--set", "model.layers=1", "--set", "epochs=2",
+                 "--set", "data.num_workers=0")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" | ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    for line in lines:
+        assert "train loss" in line and "dev WER" in line and "lr " in line and " s |" in line
+    assert "\r" not in result.stdout
