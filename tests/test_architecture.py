@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "speechrnn"
 
 # Bottom to top: a module may import from its own layer or the ones below, never above.
 LAYERS = [
-    ["fileio", "schema"],
+    ["fileio", "schema", "lazy"],
     ["audio", "text", "features", "decoding.checks", "decoding.hypothesis"],
     ["augment", "data", "decoding", "models.acoustic", "scoring", "formats"],
     ["models", "pretrained", "export"],
@@ -109,5 +109,5 @@ def test_no_private_name_is_imported_across_modules():
             if isinstance(node, ast.ImportFrom) and node.module and \
                     node.module.split(".")[0] == "speechrnn":
                 private += [f"{path.name}: {node.module}.{a.name}" for a in node.names
-                            if a.name.startswith("_")]
+                            if a.name.startswith("_") and not a.name.endswith("__")]
     assert private == []
