@@ -45,30 +45,4 @@ if [ "$table_only" = 0 ]; then
   wait
 fi
 
-python3 - <<'PY'
-import json, pathlib, re
-print("| run | parameters | best epoch | train time | dev WER greedy | dev CER, last epoch "
-      "| test WER greedy (95% CI) | test CER greedy | test WER + LM | LM alpha/beta |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for exp in sorted(pathlib.Path("exp").glob("cmp_*")):
-    try:
-        config = json.loads((exp / "best/config.json").read_text())
-        greedy = json.loads((exp / "test_greedy/summary.json").read_text())
-        lm = json.loads((exp / "test_lm/summary.json").read_text())
-        last = (exp / "valid.csv").read_text().splitlines()[-1].split(",")
-    except (OSError, ValueError):
-        continue
-    took = re.findall(r"training took (\d+) s", (exp / "run.log").read_text())
-    metrics = config["metrics"]
-    # The best-WER epoch of a model that has barely learned can be one that outputs almost
-    # nothing; the last epoch's dev CER shows how far it got.
-    last_epoch = f"{100 * float(last[1]):.1f}% (epoch {last[3]})"
-    weights = exp / "lm_weights.json"  # present when the recipe tunes them on dev
-    tuned = json.loads(weights.read_text()) if weights.exists() else None
-    lm_weights = f"{tuned['alpha']:g}/{tuned['beta']:g} (dev)" if tuned else "recipe's"
-    print(f"| {exp.name[4:]} | {config['num_parameters']:,} | {metrics.get('epoch', '?')} | "
-          f"{int(took[-1]) / 60:.1f} min | {100 * metrics['wer']:.1f}% | {last_epoch} | "
-          f"{100 * greedy['wer']:.1f}% ({100 * greedy['wer_95ci'][0]:.0f}–"
-          f"{100 * greedy['wer_95ci'][1]:.0f}) | {100 * greedy['cer']:.1f}% | "
-          f"{100 * lm['wer']:.1f}% | {lm_weights} |")
-PY
+speechrnn summary --runs exp/cmp_*

@@ -844,6 +844,11 @@ def add_plot(commands) -> None:
 def cmd_summary(args: argparse.Namespace) -> int:
     from speechrnn.models.checkpoint import read_config, resolve
 
+    if args.runs:
+        from speechrnn.evaluation import comparison_table
+
+        print(comparison_table(args.results))
+        return EXIT_OK
     for folder in args.results:
         path = folder / "summary.json"
         try:
@@ -865,7 +870,9 @@ def add_summary(commands) -> None:
     parser = _command(commands, "summary", help="one line per evaluation folder: WER, CER, "
                                  "interval, RTF, parameters (a recipe's report)")
     parser.add_argument("results", type=Path, nargs="+", help="speechrnn evaluate --output "
-                        "folders")
+                        "folders (with --runs: recipe run folders, exp/<name>)")
+    parser.add_argument("--runs", action="store_true",
+                        help="a Markdown table of whole recipe runs instead (compare.sh)")
     parser.set_defaults(handler=cmd_summary)
 
 

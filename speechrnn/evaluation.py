@@ -5,6 +5,7 @@ output folder is touched, and the five result files replace earlier ones only to
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -73,3 +74,36 @@ def evaluate_manifest(transcriber: Transcriber, entries: list[Entry], output: Pa
                    "manifest": str(manifest), "failed": failures}
         files.write(output / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
     return Evaluation(report, summary, failures)
+
+
+def comparison_table(runs: list[Path]) -> str:
+    """A Markdown table of recipe runs (``exp/<name>`` folders), one row each: parameters,
+    best dev epoch, training time, dev WER, the last epoch's dev CER, test WER greedy (with
+    its interval) and with the LM, and the LM weights. Runs not finished are left out."""
+    rows = ["| run | parameters | best epoch | train time | dev WER greedy | dev CER, last "
+            "epoch | test WER greedy (95% CI) | test CER greedy | test WER + LM | LM alpha/beta |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        try:
+            config = json.loads((run / "best/config.json").read_text())
+            greedy = json.loads((run / "test_greedy/summary.json").read_text())
+            with_lm = json.loads((run / "test_lm/summary.json").read_text())
+            last = (run / "valid.csv").read_text().splitlines()[-1].split(",")
+            took = re.findall(r"training took (\d+) s", (run / "run.log").read_text())
+        except (OSError, ValueError):
+            continue
+        metrics = config["metrics"]
+        # The best-WER epoch of a model that has barely learned can be one that outputs
+        # almost nothing; the last epoch's dev CER shows how far it got.
+        last_epoch = f"{100 * float(last[1]):.1f}% (epoch {last[3]})"
+        weights = run / "lm_weights.json"  # present when the recipe tunes them on dev
+        tuned = json.loads(weights.read_text()) if weights.exists() else None
+        lm_weights = f"{tuned['alpha']:g}/{tuned['beta']:g} (dev)" if tuned else "recipe's"
+        train_time = f"{int(took[-1]) / 60:.1f} min" if took else "?"
+        rows.append(
+            f"| {run.name.removeprefix('cmp_')} | {config['num_parameters']:,} | "
+            f"{metrics.get('epoch', '?')} | {train_time} | {100 * metrics['wer']:.1f}% | "
+            f"{last_epoch} | {100 * greedy['wer']:.1f}% ({100 * greedy['wer_95ci'][0]:.0f}–"
+            f"{100 * greedy['wer_95ci'][1]:.0f}) | {100 * greedy['cer']:.1f}% | "
+            f"{100 * with_lm['wer']:.1f}% | {lm_weights} |")
+    return "\n".join(rows)

@@ -121,3 +121,27 @@ def test_training_prints_one_line_per_epoch(prepared, tmp_path):
     for line in lines:
         assert "train loss" in line and "dev WER" in line and "lr " in line and " s |" in line
     assert "\r" not in result.stdout
+
+
+def test_summary_reads_evaluations_and_tables_recipe_runs(tmp_path, capsys):
+    from speechrnn.pretrained import resolve_model
+
+    run = tmp_path / "exp" / "cmp_gru"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "config.json").write_text(json.dumps(
+        {"num_parameters": 1234567, "metrics": {"epoch": 7, "wer": 0.25}}))
+    for kind, wer in (("test_greedy", 0.3), ("test_lm", 0.2)):
+        (run / kind).mkdir()
+        (run / kind / "summary.json").write_text(json.dumps(
+            {"wer": wer, "cer": wer / 2, "wer_95ci": [wer - 0.05, wer + 0.05], "rtf": 0.01,
+             "decoder": {"model": str(resolve_model(None))}}))
+    (run / "valid.csv").write_text("wer,cer,loss,epoch,step\n0.3,0.125,1.0,8,80\n")
+    (run / "run.log").write_text("... training took 90 s\n")
+    assert main(["summary", "--runs", str(run), str(tmp_path / "exp" / "unfinished")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 3 and table[2].startswith("| gru | 1,234,567 | 7 | 1.5 min | 25.0% |")
+    assert "| 12.5% (epoch 8) | 30.0% (25–35) | 15.0% | 20.0% | recipe's |" in table[2]
+    assert main(["summary", str(run / "test_greedy"), str(run / "test_lm")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("test_greedy: WER 30.00% CER 15.00% (95% CI 25.0-35.0)")
+    assert lines[1].startswith("test_lm: WER 20.00%")
