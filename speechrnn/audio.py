@@ -7,6 +7,7 @@ skip one bad file instead of dying on a library traceback.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -108,6 +109,28 @@ def all_finite(waveform: torch.Tensor, piece: int = 1 << 20) -> bool:
     """Whether every sample is finite, checked a million samples at a time: one call over an
     hour of audio would make temporaries larger than the waveform itself."""
     return all(bool(torch.isfinite(part).all()) for part in waveform.reshape(-1).split(piece))
+
+
+def decode_bytes(data: bytes, sample_rate: int | None = 16000, name: str = "<stdin>"
+                 ) -> torch.Tensor:
+    """An audio file's bytes (read from a pipe, say) as a float32 mono waveform at
+    ``sample_rate``; AudioError naming ``name`` for anything soundfile cannot decode."""
+    if not data:
+        raise AudioError(name, "no data")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        reason = getattr(error, "error_string", None) or str(error)
+        raise AudioError(name, f"not a readable audio stream ({reason})") from None
+    if samples.shape[0] == 0:
+        raise AudioError(name, "contains no samples")
+    with np.errstate(over="ignore"):
+        waveform = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1)))
+    if not all_finite(waveform):
+        raise AudioError(name, "contains NaN or infinite samples")
+    if sample_rate is not None and rate != sample_rate:
+        waveform = resample(waveform, rate, sample_rate)
+    return waveform
 
 
 def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:

@@ -125,11 +125,13 @@ def _claim_run_folder(outdir: Path, resume: bool, overwrite: bool) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from speechrnn.data.manifest import read_manifest
-    from speechrnn.training.config import load_config
+    from speechrnn.training.config import SMALL_DATA_DEFAULTS, load_config
     from speechrnn.training.trainer import Trainer
 
+    # Without --config: the small-data defaults (a few hours of speech or less), then --set.
+    overrides = (SMALL_DATA_DEFAULTS if args.config is None else []) + (args.set or [])
     try:
-        config = load_config(args.config, args.set or [])
+        config = load_config(args.config, overrides)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.detect_anomaly:
@@ -141,7 +143,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 read_manifest(manifest)
     ensure_writable_dir(args.outdir)
     try:
-        summary = Trainer(config, args.outdir, resume=args.resume).fit()
+        trainer = Trainer(config, args.outdir, resume=args.resume)
+        if not args.quiet:
+            print(trainer.describe(), flush=True)
+        summary = trainer.fit()
     except ValueError as error:
         raise UsageError(str(error)) from None
     best = [h for h in summary["history"] if "wer" in h]
@@ -155,7 +160,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_train(commands) -> None:
     parser = _command(commands, "train", help="train a CTC acoustic model from a YAML config")
-    parser.add_argument("--config", type=Path, help="YAML config (see recipes/*/conf)")
+    parser.add_argument("--config", type=Path, help="YAML config (see recipes/*/conf); "
+                        "without one, small-data defaults: a 2 x 128 bidirectional LSTM over "
+                        "80 log-mel stacked x3, batches of 6,000 frames, 30 epochs")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.cell=gru (repeatable)")
     parser.add_argument("--outdir", type=Path, required=True, help="experiment folder")
@@ -346,7 +353,9 @@ def _expand_inputs(items: list[str]) -> list[tuple[Path, Path]]:
     found: list[tuple[Path, Path]] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if item == "-":  # standard input
+            found.append((path, Path()))
+        elif path.is_dir():
             found += [(p, path) for p in sorted(path.rglob("*"))
                       if p.suffix.lower() in AUDIO_SUFFIXES]
         elif any(ch in item for ch in "*?["):
@@ -369,7 +378,9 @@ def output_paths(inputs: list[tuple[Path, Path]], outdir: Path, suffix: str) -> 
     bases = [os.path.abspath(base) for _, base in inputs]
     root = Path(os.path.commonpath(bases)) if bases else Path()
     sources = [Path(os.path.abspath(path)) for path, _ in inputs]
-    targets = [outdir / p.relative_to(root).with_suffix(f".{suffix}") for p in sources]
+    targets = [outdir / (f"stdin.{suffix}" if str(path) == "-" else
+                         source.relative_to(root).with_suffix(f".{suffix}"))
+               for (path, _), source in zip(inputs, sources, strict=True)]
     taken = Counter(targets)
     targets = [t.with_name(f"{p.name}.{suffix}") if taken[t] > 1 else t
                for t, p in zip(targets, sources, strict=True)]
@@ -430,8 +441,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             tqdm(list(zip(files, targets, strict=True)), desc="transcribing", unit="file",
                  disable=len(files) < 2 or not sys.stderr.isatty())):
         try:
-            result = (_transcribe_streaming(transcriber, path, args.chunk) if args.stream
-                      else transcriber(path))
+            if str(path) == "-":
+                from speechrnn.audio import decode_bytes
+
+                waveform = decode_bytes(sys.stdin.buffer.read(), transcriber.sample_rate)
+                result = transcriber.transcribe_waveform(waveform, "<stdin>")
+            else:
+                result = (_transcribe_streaming(transcriber, path, args.chunk) if args.stream
+                          else transcriber(path))
         except AudioError as error:
             print(f"speechrnn transcribe: skipped {error}", file=sys.stderr)
             failures += 1
@@ -466,7 +483,8 @@ def add_transcribe(commands) -> None:
     from speechrnn.formats import FORMATS
 
     parser = _command(commands, "transcribe", help="audio files → text with word times")
-    parser.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns")
+    parser.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns; - "
+                        "reads one file's bytes from standard input")
     add_decoding_options(parser)
     parser.add_argument("--format", default="text", choices=FORMATS)
     parser.add_argument("--output", type=Path, help="write one file per input here, "

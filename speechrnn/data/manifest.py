@@ -68,7 +68,9 @@ def parse_entry(data: object, base: Path, path: Path, line: int) -> Entry:
     if not isinstance(data["text"], str):
         raise ManifestError(path, line, "text must be a string")
     for key in ("duration", "offset"):
-        value = data.get(key) if data.get(key) is not None else 0.0
+        if key == "offset" and data.get(key) is None:
+            continue  # no offset (or null): the whole file
+        value = data[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
             value
         ):

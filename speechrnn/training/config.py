@@ -125,6 +125,12 @@ NESTED = {"DataConfig": DataConfig, "FeatureConfig": FeatureConfig,
           "ModelConfig": ModelConfig, "OptimConfig": OptimConfig}
 
 
+# `speechrnn train` without --config: sized for a few hours of speech or less (yesno, digits,
+# a small corpus of one's own). The dataclass defaults stay those of the full-size recipes.
+SMALL_DATA_DEFAULTS = ["model.hidden=128", "model.layers=2", "data.max_frames=6000",
+                       "optim.warmup_steps=50", "epochs=30"]
+
+
 def parse_value(text: str):
     """``--set`` values are YAML scalars/lists: 3, 1e-3, true, [0.9, 1.0], lstm."""
     try:

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from speechrnn import audio
 from speechrnn.augment import VTLP, AddNoise, BandLimit, SpecAugment, SpeedPerturb, cepstral_basis
 from speechrnn.data.dataset import ASRDataset, AudioCache, collate, manifest_cmvn, preload_audio
 from speechrnn.data.manifest import Entry, read_manifest
@@ -126,6 +127,23 @@ def training_entries(config: TrainConfig) -> list[Entry]:
         entries += [replace(e, id=f"{e.id}#{copy_number}")
                     for copy_number in range(2, repeat + 1) for e in read]
     return entries
+
+
+def warn_rate_mismatch(entries: list[Entry], feature_rate: int, sample: int = 20) -> None:
+    """Warn when training audio is at another rate than the features (8 kHz audio under
+    16 kHz features is resampled up and trains on an empty upper band): the first
+    ``sample`` distinct files are checked from their headers."""
+    rates: dict[int, str] = {}
+    for entry in list(dict.fromkeys(e.audio for e in entries))[:sample]:
+        try:
+            rates.setdefault(audio.info(entry).samplerate, entry)
+        except audio.AudioError:
+            continue  # reported where the audio is read
+    for rate, example in rates.items():
+        if rate != feature_rate:
+            log.warning("training audio at %d Hz (e.g. %s) but features.sample_rate is %d Hz: "
+                        "it is resampled; set features.sample_rate: %d to train at its own rate",
+                        rate, example, feature_rate, rate)
 
 
 def configured_cmvn(config: TrainConfig, entries: list[Entry], max_utterances: int | None = None,
@@ -252,6 +270,7 @@ def prepare_training(config: TrainConfig, outdir: str | Path, resume: bool = Fal
     dev_entries = [e for path in manifest_paths(config.data.dev) if path
                    for e in read_split(config, path, "dev")]
     initial = _initial_checkpoint(config)
+    warn_rate_mismatch(train_entries, config.features.sample_rate)
     features = build_features(config.features)
     tokenizer = _tokenizer(config, outdir, resume, train_entries, initial, rank)
     config.model.input_dim = features.dim

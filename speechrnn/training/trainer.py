@@ -134,6 +134,25 @@ class Trainer:
         if resume:
             self._load_state()
 
+    def describe(self) -> str:
+        """The resolved configuration's main lines, printed when training starts."""
+        config, model = self.config, self.config.model
+        features = config.features
+        return "\n".join([
+            f"model: {model.layers} x {model.hidden} "
+            f"{'bidirectional ' if model.bidirectional else ''}{model.cell}, subsampling "
+            f"{model.subsampling}, {self.model.num_parameters():,} parameters, "
+            f"{len(self.tokenizer)} output symbols ({config.tokenizer.kind})",
+            f"features: {features.kind} at {features.sample_rate} Hz, {self.features.dim} per "
+            f"frame, CMVN {config.cmvn}",
+            f"data: {len(self.train_entries)} training utterances "
+            f"({sum(e.duration for e in self.train_entries) / 3600:.2f} h), "
+            f"{len(self.dev_entries)} dev; batches of up to {config.data.max_frames} frames, "
+            f"{self.steps_per_epoch} steps per epoch",
+            f"training: {config.epochs} epochs, {config.optim.name} lr {config.optim.lr:g} "
+            f"({config.optim.schedule}, warm-up {config.optim.warmup_steps}), device "
+            f"{self.device}, amp {config.amp}"])
+
     def _optimizer(self) -> torch.optim.Optimizer:
         options = self.config.optim
         if options.name == "adamw":
