@@ -162,7 +162,7 @@ def add_train(commands) -> None:
     parser = _command(commands, "train", help="train a CTC acoustic model from a YAML config")
     parser.add_argument("--config", type=Path, help="YAML config (see recipes/*/conf); "
                         "without one, small-data defaults: a 2 x 128 bidirectional LSTM over "
-                        "80 log-mel stacked x3, batches of 6,000 frames, 30 epochs")
+                        "80 log-mel stacked x3, batches of 3,000 frames (30 s), 30 epochs")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.cell=gru (repeatable)")
     parser.add_argument("--outdir", type=Path, required=True, help="experiment folder")

@@ -145,3 +145,25 @@ def test_summary_reads_evaluations_and_tables_recipe_runs(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("test_greedy: WER 30.00% CER 15.00% (95% CI 25.0-35.0)")
     assert lines[1].startswith("test_lm: WER 20.00%")
+
+
+def test_train_without_a_config_uses_the_small_data_defaults_and_says_so(prepared, tmp_path):
+    """yesno is 8 kHz audio; the defaults' features are 16 kHz: a warning names both."""
+    result = cli("train", "--outdir", str(tmp_path / "run"), "--set", "epochs=1",
+                 "--set", f"data.train={prepared['yesno'] / 'train.jsonl'}",
+                 "--set", "data.num_workers=0")
+    assert result.returncode == 0, result.stderr
+    assert "model: 2 x 128 bidirectional lstm" in result.stdout
+    steps = int(result.stdout.split(" steps per epoch")[0].rsplit(", ", 1)[1])
+    assert steps >= 4  # not two giant batches
+    assert "8000 Hz" in result.stderr and "16000 Hz" in result.stderr
+
+
+def test_audio_from_standard_input(so762_wavs, tmp_path):
+    expected = cli("transcribe", str(so762_wavs[0])).stdout
+    piped = subprocess.run([sys.executable, "-m", "speechrnn.cli", "transcribe", "-"],
+                           input=so762_wavs[0].read_bytes(), capture_output=True, timeout=600)
+    assert piped.returncode == 0 and piped.stdout.decode() == expected
+    broken = subprocess.run([sys.executable, "-m", "speechrnn.cli", "transcribe", "-"],
+                            input=b"not audio", capture_output=True, timeout=600)
+    assert broken.returncode == 1 and b"<stdin>: not a readable audio stream" in broken.stderr

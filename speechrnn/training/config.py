@@ -127,7 +127,7 @@ NESTED = {"DataConfig": DataConfig, "FeatureConfig": FeatureConfig,
 
 # `speechrnn train` without --config: sized for a few hours of speech or less (yesno, digits,
 # a small corpus of one's own). The dataclass defaults stay those of the full-size recipes.
-SMALL_DATA_DEFAULTS = ["model.hidden=128", "model.layers=2", "data.max_frames=6000",
+SMALL_DATA_DEFAULTS = ["model.hidden=128", "model.layers=2", "data.max_frames=3000",
                        "optim.warmup_steps=50", "epochs=30"]
 
 
