@@ -393,6 +393,24 @@ def output_paths(inputs: list[tuple[Path, Path]], outdir: Path, suffix: str) -> 
     return targets
 
 
+def _transcribe_file(transcriber, path: Path, show_progress: bool):
+    """One file; on a terminal, a long one shows audio time done, total and the ETA."""
+    from speechrnn.audio import load
+
+    waveform = load(path, transcriber.sample_rate)
+    seconds = waveform.numel() / transcriber.sample_rate
+    if not show_progress or seconds <= transcriber.max_segment:
+        return transcriber.transcribe_waveform(waveform, path)
+    from tqdm import tqdm
+
+    with tqdm(total=round(seconds, 1), unit="s", desc=path.name, leave=False,
+              bar_format="{desc}: {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]") as bar:
+        def advance(done: float, total: float) -> None:
+            bar.update(round(done, 1) - bar.n)
+
+        return transcriber.transcribe_waveform(waveform, path, advance)
+
+
 def _transcribe_streaming(transcriber, path: Path, chunk: float):
     from speechrnn.audio import load
 
@@ -435,20 +453,22 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.output:
         ensure_writable_dir(args.output)
     failures = 0
+    show_progress = sys.stderr.isatty() and not args.quiet  # never in logs or pipes
     tsv_header = f"file\t{TSV_HEADER}\n"
     files = [path for path, _ in inputs]
     for number, (path, target) in enumerate(
             tqdm(list(zip(files, targets, strict=True)), desc="transcribing", unit="file",
-                 disable=len(files) < 2 or not sys.stderr.isatty())):
+                 disable=len(files) < 2 or not show_progress)):
         try:
             if str(path) == "-":
                 from speechrnn.audio import decode_bytes
 
                 waveform = decode_bytes(sys.stdin.buffer.read(), transcriber.sample_rate)
                 result = transcriber.transcribe_waveform(waveform, "<stdin>")
+            elif args.stream:
+                result = _transcribe_streaming(transcriber, path, args.chunk)
             else:
-                result = (_transcribe_streaming(transcriber, path, args.chunk) if args.stream
-                          else transcriber(path))
+                result = _transcribe_file(transcriber, path, show_progress and len(files) == 1)
         except AudioError as error:
             print(f"speechrnn transcribe: skipped {error}", file=sys.stderr)
             failures += 1

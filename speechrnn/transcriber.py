@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,10 +206,12 @@ class Transcriber:
         waveform = audio.resample(waveform, sample_rate, self.sample_rate)
         return self.transcribe_waveform(waveform, name)
 
-    def transcribe_waveform(self, waveform: torch.Tensor, source: str | Path = "waveform"
+    def transcribe_waveform(self, waveform: torch.Tensor, source: str | Path = "waveform",
+                            on_progress: Callable[[float, float], None] | None = None
                             ) -> Transcript:
         """Transcribe a mono waveform at the model's rate. ``source`` names it in errors:
-        non-finite samples, or posteriors that come out NaN, raise :class:`AudioError`."""
+        non-finite samples, or posteriors that come out NaN, raise :class:`AudioError`.
+        ``on_progress(seconds_done, seconds_total)`` hears after each batch of segments."""
         if not audio.all_finite(waveform):
             raise audio.AudioError(source, "contains NaN or infinite samples")
         duration = waveform.numel() / self.sample_rate
@@ -236,6 +238,8 @@ class Transcriber:
                 words += [Word(w.text, round(w.start + start, 3),
                                round(min(w.end + start, duration), 3), w.confidence)
                           for w in best.words]
+            if on_progress is not None:
+                on_progress(batch[-1][1] / self.sample_rate, duration)
         return Transcript(" ".join(texts), words, duration)
 
     def log_probs(self, waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

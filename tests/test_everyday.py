@@ -167,3 +167,37 @@ def test_audio_from_standard_input(so762_wavs, tmp_path):
     broken = subprocess.run([sys.executable, "-m", "speechrnn.cli", "transcribe", "-"],
                             input=b"not audio", capture_output=True, timeout=600)
     assert broken.returncode == 1 and b"<stdin>: not a readable audio stream" in broken.stderr
+
+
+def test_a_long_file_shows_progress_on_a_terminal_only(so762_wavs, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    pieces = [sf.read(p, dtype="float32")[0] for p in so762_wavs]
+    long = np.concatenate(pieces * (1 + int(16000 * 50 / sum(map(len, pieces)))))
+    path = tmp_path / "long.wav"
+    sf.write(path, long, 16000)
+    command = [sys.executable, "-m", "speechrnn.cli", "transcribe", str(path), "--lm", "none"]
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=600)
+    os.close(controller)
+    assert process.returncode == 0
+    assert b"s of audio" in seen and b"\r" in seen and f"/{len(long) / 16000:.0f} s".encode() \
+        in seen
+    logged = cli("transcribe", str(path), "--lm", "none")
+    assert logged.returncode == 0 and "\r" not in logged.stderr and "of audio" not in logged.stderr
