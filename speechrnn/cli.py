@@ -49,24 +49,33 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+# The options a corpus may declare (its preparer's keyword parameters), as flags.
+PREPARE_OPTIONS: dict[str, tuple[str, dict]] = {
+    "download_corpus": ("--download", dict(action="store_true", help="fetch the corpus from "
+                                           "its official site into SRC first")),
+    "test_speaker": ("--test-speaker", dict(help="held-out test speaker (default yweweler)")),
+    "dev_speaker": ("--dev-speaker", dict(help="dev speaker (default: the next one)")),
+    "train_passes": ("--train-passes", dict(type=positive_int,
+                                            help="groupings of each train speaker's digits")),
+    "min_digits": ("--min-digits", dict(type=positive_int, help="digits per utterance, "
+                                        "at least")),
+    "max_digits": ("--max-digits", dict(type=positive_int, help="digits per utterance, "
+                                        "at most")),
+    "seed": ("--seed", dict(type=int, help="seed of the split (and of generated audio)")),
+    "dev_fraction": ("--dev-fraction", dict(type=positive_float, help="share of the train "
+                                            "speakers (or utterances) held out for dev")),
+    "audio_root": ("--audio-root", dict(type=Path, help="folder relative wav.scp paths start "
+                                        "from (default: the data dir's parent)")),
+    "subsets": ("--subsets", dict(nargs="+", help="subsets to prepare, e.g. train-clean-100 "
+                                  "dev-clean test-clean")),
+}
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from speechrnn.data.prepare import corpus_options, prepare_corpus
 
-    options = {"download_corpus": args.download} if args.download else {}
-    for name in ("test_speaker", "dev_speaker", "seed", "dev_fraction", "audio_root",
-                 "subsets", "train_passes"):
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
-    accepted = corpus_options(args.corpus)  # checked before the output folder is made
-
-    def flag(name: str) -> str:
-        return "--download" if name == "download_corpus" else f"--{name.replace('_', '-')}"
-
-    unknown = [flag(name) for name in options if name not in accepted]
-    if unknown:
-        shown = ", ".join(flag(name) for name in accepted) or "none"
-        raise UsageError(f"{args.corpus} takes no {', '.join(unknown)} (its options: {shown})")
+    options = {name: getattr(args, name) for name in corpus_options(args.corpus)
+               if getattr(args, name, None) not in (None, False)}
     ensure_writable_dir(args.outdir)
     report = prepare_corpus(args.corpus, args.src, args.outdir, **options)
     print(report.summary())
@@ -76,24 +85,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def add_prepare(commands) -> None:
-    from speechrnn.data.prepare import CORPORA
+    from speechrnn.data.prepare import CORPORA, corpus_description, corpus_options
 
-    parser = _command(commands, "prepare", help="corpus → train/dev/test JSON-lines manifests")
-    parser.add_argument("corpus", choices=CORPORA)
-    parser.add_argument("src", type=Path, help="corpus folder (download target with --download)")
-    parser.add_argument("outdir", type=Path, help="where the manifests are written")
-    parser.add_argument("--download", action="store_true",
-                        help="fetch the corpus from its official site into SRC first")
-    parser.add_argument("--test-speaker", help="fsdd: held-out test speaker (default yweweler)")
-    parser.add_argument("--dev-speaker", help="fsdd: dev speaker (default: next speaker)")
-    parser.add_argument("--train-passes", type=positive_int,
-                        help="fsdd: groupings per train speaker")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--dev-fraction", type=float,
-                        help="kaldi-dir/speechocean762/an4-mini: share of train speakers for dev")
-    parser.add_argument("--audio-root", type=Path,
-                        help="kaldi-dir: folder relative wav.scp paths start from")
-    parser.add_argument("--subsets", nargs="+", help="librispeech: subsets to prepare")
+    parser = _command(commands, "prepare", help="corpus → train/dev/test JSON-lines manifests",
+                      description="A corpus in its official layout → train/dev/test manifests "
+                      "(JSON lines). `speechrnn prepare CORPUS --help` says what each corpus "
+                      "reads and how it splits.")
+    corpora = parser.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
+    for name in CORPORA:
+        description = corpus_description(name)
+        corpus = _command(corpora, name, help=description.splitlines()[0],
+                          description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        corpus.add_argument("src", type=Path,
+                            help="corpus folder (download target with --download)")
+        corpus.add_argument("outdir", type=Path, help="where the manifests are written")
+        for option in corpus_options(name):
+            flag, spec = PREPARE_OPTIONS[option]
+            corpus.add_argument(flag, dest=option, **spec)
     parser.set_defaults(handler=cmd_prepare)
 
 

@@ -201,3 +201,15 @@ def test_a_long_file_shows_progress_on_a_terminal_only(so762_wavs, tmp_path):
         in seen
     logged = cli("transcribe", str(path), "--lm", "none")
     assert logged.returncode == 0 and "\r" not in logged.stderr and "of audio" not in logged.stderr
+
+
+def test_each_corpus_documents_its_layout_split_and_own_options(tmp_path):
+    folder = cli("prepare", "folder", "--help")
+    assert folder.returncode == 0
+    assert ".txt" in folder.stdout and "train/dev/test" in folder.stdout
+    assert "--dev-fraction" in folder.stdout and "--test-speaker" not in folder.stdout
+    fsdd = cli("prepare", "fsdd", "--help").stdout
+    assert "--test-speaker" in fsdd and "speaker-disjoint" in fsdd
+    refused = cli("prepare", "yesno", str(tmp_path / "src"), str(tmp_path / "out"), "--seed", "3")
+    assert refused.returncode == EXIT_INPUT and "--seed" in refused.stderr
+    assert not (tmp_path / "out").exists()
