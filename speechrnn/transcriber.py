@@ -360,25 +360,104 @@ class StreamingSession:
         return Transcript(best.text, words, duration)
 
 
+# Cutting long audio: a pause is at least PAUSE_S of 10 ms frames quieter than PAUSE_DB
+# below the loudest frame within LOUDNESS_WINDOW_S around them. Every quantity is local, so
+# the same stretch of speech is cut, normalised and decoded alike wherever it lies in a file.
+PAUSE_S = 0.5
+PAUSE_DB = 30.0
+LOUDNESS_WINDOW_S = 6.0
+# A segment reaches this far beyond the sound at each pause (sound: mean power over 10 ms
+# above SOUND_POWER, -70 dBFS, an absolute level, so the edge is found alike anywhere),
+# sought within PAUSE_SEARCH_S of the pause's middle.
+SPEECH_MARGIN_S = 0.2
+SOUND_POWER = 1e-7
+PAUSE_SEARCH_S = 2.0
+
+
 def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
                     ) -> list[tuple[int, int]]:
-    """(start, end) sample ranges no longer than ``max_segment`` seconds, cut at the
-    lowest-energy 10 ms frame in the last third of each span."""
+    """(start, end) sample ranges in order, no longer than ``max_segment`` seconds, split at
+    every pause: each segment reaches SPEECH_MARGIN_S past the sound on either side of a
+    pause (the samples between, silence, are left out), so where it starts is set by its
+    own speech. A longer stretch without a pause is halved at its quietest 10 ms frame
+    near the middle, again until every part fits. Nothing depends on where earlier cuts
+    fell, so the same speech is cut alike wherever it lies in a file."""
     total = waveform.numel()
-    limit = int(max_segment * sample_rate)
-    if total <= limit:
-        return [(0, total)]
     hop = sample_rate // 100
+    limit = int(max_segment * sample_rate)
+    if total <= limit:  # one utterance, as the model was trained on: decoded whole
+        return [(0, total)]
     frames = waveform[: total - total % hop].reshape(-1, hop)
     # in pieces of 100 s, so that no full-length copy of the waveform is ever made
     energy = torch.cat([piece.square().mean(1) for piece in frames.split(10000)])
-    segments, start = [], 0
-    while total - start > limit:
-        low = (start + 2 * limit // 3) // hop
-        high = (start + limit) // hop
-        cut = (low + int(torch.argmin(energy[low:high]))) * hop
-        segments.append((start, cut))
-        start = cut
-    segments.append((start, total))
+    window = int(LOUDNESS_WINDOW_S * 100) | 1
+    loudest = torch.nn.functional.max_pool1d(energy[None, None], window, 1,
+                                             window // 2)[0, 0]
+    threshold = loudest * 10 ** (-PAUSE_DB / 10)
+    quiet = (energy <= threshold).tolist()
+    cuts, run_start = [], None
+    for index, is_quiet in enumerate([*quiet, False]):
+        if is_quiet and run_start is None:
+            run_start = index
+        elif not is_quiet and run_start is not None:
+            if (index - run_start) * hop >= PAUSE_S * sample_rate and run_start > 0 \
+                    and index < len(quiet):
+                middle = _pause_middle(waveform, run_start * hop, index * hop, hop)
+                cuts.append(_around_pause(waveform, middle, sample_rate))
+            run_start = None
+    starts = [0] + [after for _, after in cuts]
+    ends = [before for before, _ in cuts] + [total]
+    segments: list[tuple[int, int]] = []
+    for start, end in zip(starts, ends, strict=True):
+        segments += _halve(start, end, limit, energy, hop)
     return segments
 
+
+def _around_pause(waveform: torch.Tensor, middle: int, sample_rate: int) -> tuple[int, int]:
+    """(end of the segment before, start of the segment after) a pause whose middle is
+    ``middle``: SPEECH_MARGIN_S beyond the last and first sample of sound (mean power over
+    10 ms above SOUND_POWER) within PAUSE_SEARCH_S of it, never past the middle."""
+    hop, margin = sample_rate // 100, int(SPEECH_MARGIN_S * sample_rate)
+    reach = int(PAUSE_SEARCH_S * sample_rate)
+    low, high = max(0, middle - reach), min(waveform.numel(), middle + reach)
+    power = waveform[low:high].double().square()
+    sums = torch.nn.functional.pad(power.cumsum(0), (1, 0))
+    sound = ((sums[hop:] - sums[:-hop]) / hop > SOUND_POWER).nonzero().flatten() + low
+    before, after = sound[sound + hop <= middle], sound[sound >= middle]
+    end = min(middle, int(before[-1]) + hop + margin) if len(before) else middle
+    start = max(middle, int(after[0]) - margin) if len(after) else middle
+    return end, start
+
+
+def _pause_middle(waveform: torch.Tensor, start: int, end: int, hop: int) -> int:
+    """The middle of the longest stretch of [start, end) where the mean power over ``hop``
+    samples (a window sliding sample by sample, not the frame grid) is at its minimum:
+    defined by the pause's own samples, so a pause is cut at the same sample of its audio
+    wherever it lies in a file (in digital silence: the middle of the silence)."""
+    power = waveform[start:end].double().square()
+    sums = torch.nn.functional.pad(power.cumsum(0), (1, 0))
+    sliding = (sums[hop:] - sums[:-hop]) / hop
+    lowest = float(sliding.min())
+    quiet = (sliding <= lowest + 1e-12 + 1e-6 * lowest).tolist()
+    best, best_length, run_start = (start + end) // 2, 0, None
+    for index, is_quiet in enumerate([*quiet, False]):
+        if is_quiet and run_start is None:
+            run_start = index
+        elif not is_quiet and run_start is not None:
+            if index - run_start > best_length:
+                best_length = index - run_start
+                best = start + (run_start + index + hop) // 2  # windows start hop/2 early
+            run_start = None
+    return best
+
+
+def _halve(start: int, end: int, limit: int, energy: torch.Tensor, hop: int
+           ) -> list[tuple[int, int]]:
+    """[start, end) cut at its quietest frame within the middle third until every part is
+    at most ``limit`` samples long."""
+    if end - start <= limit:
+        return [(start, end)]
+    low = (start + (end - start) // 3) // hop
+    high = max(low + 1, (end - (end - start) // 3) // hop)
+    cut = (low + int(torch.argmin(energy[low:high]))) * hop
+    return _halve(start, cut, limit, energy, hop) + _halve(cut, end, limit, energy, hop)

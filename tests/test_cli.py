@@ -79,9 +79,14 @@ def test_three_minute_recording_has_sane_times(so762_wavs, data_dir, tmp_path):
     _check_words(words, result.duration)
     assert len(result.words) > 100  # ~60 utterances of 3-8 words
     assert result.words[-1].end > 150  # words reach the end of the file, not just a window
-    segments = split_at_pauses(audio.load(long_file), 16000, 20.0)
+    waveform = audio.load(long_file)
+    segments = split_at_pauses(waveform, 16000, 20.0)
     assert segments[0][0] == 0 and segments[-1][1] == int(result.duration * 16000)
     assert all(0 < e - s <= 20 * 16000 for s, e in segments)
+    # in order, apart, and what lies between two segments is silence (no sound above -50 dB)
+    assert all(e <= s2 for (_, e), (s2, _) in zip(segments, segments[1:], strict=False))
+    assert all(float(waveform[e:s2].square().max()) < 1e-5
+               for (_, e), (s2, _) in zip(segments, segments[1:], strict=False) if s2 > e)
 
 
 def test_array_input_any_rate_and_channels(so762_wavs):

@@ -213,3 +213,30 @@ def test_each_corpus_documents_its_layout_split_and_own_options(tmp_path):
     refused = cli("prepare", "yesno", str(tmp_path / "src"), str(tmp_path / "out"), "--seed", "3")
     assert refused.returncode == EXIT_INPUT and "--seed" in refused.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_same_speech_gives_the_same_words_wherever_it_sits_in_a_file(data_dir):
+    """Cuts and normalisation depend only on the audio near them: a stretch of speech (here
+    40 s of recordings, longer than a segment) gives the same words at two offsets."""
+    corpus = data_dir / "speechocean762"
+    lines = (corpus / "test" / "wav.scp").read_text().splitlines()
+    recordings = [sf.read(corpus / line.split()[1], dtype="float32")[0] for line in lines[:40]]
+    gap = np.zeros(16000, np.float32)
+
+    def joined(parts):
+        return np.concatenate([x for part in parts for x in (part, gap)])
+
+    repeated = joined(recordings[:12])
+    before_a, before_b = joined(recordings[12:16]), joined(recordings[16:29])
+    transcriber = Transcriber()
+    words = []
+    for before in (before_a, before_b):
+        signal = np.concatenate([before, repeated, joined(recordings[29:33])])
+        start = len(before) / 16000
+        end = start + len(repeated) / 16000
+        result = transcriber(signal, sample_rate=16000)
+        words.append([(w.text, round(w.start - start, 2)) for w in result.words
+                      if start - 0.01 <= w.start and w.end <= end + 0.01])
+    assert len(repeated) / 16000 > transcriber.max_segment and len(words[0]) > 20
+    assert [text for text, _ in words[0]] == [text for text, _ in words[1]]
+    assert max(abs(a - b) for (_, a), (_, b) in zip(*words, strict=True)) <= 0.011

@@ -551,6 +551,11 @@ class BeamSearchDecoder:
                 node = int(parent[node])
             tokens.reverse()
             frames.reverse()
+            # A node keeps its token's most likely entry frame over all the paths merged
+            # into it, which can precede the token before it; in CTC each token takes a
+            # frame of its own after the previous one.
+            for i in range(1, len(frames)):
+                frames[i] = max(frames[i], frames[i - 1] + 1)
             hypotheses.append(Hypothesis(self.tokenizer.decode(tokens), score, tokens,
                                          self._words(tokens, frames, log_probs, length)))
         return hypotheses or [Hypothesis("", float("-inf"))]

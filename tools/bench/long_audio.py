@@ -7,6 +7,11 @@ does not grow with the file beyond the waveform itself (4 bytes a sample: 230 MB
     python tools/bench/long_audio.py --data ../shared/data [--minutes 1 10 60]
 
 The long files are speechocean762 test recordings played one after another (16-bit WAV).
+
+    python tools/bench/long_audio.py --data ../shared/data --wer [--minutes 10]
+
+measures instead what cutting costs: the WER of one long file against its recordings'
+transcripts, next to the same recordings decoded one by one (the bundled model and LM).
 """
 
 from __future__ import annotations
@@ -60,6 +65,39 @@ def measure(path: Path, threads: int, lm: str) -> tuple[float, float, str]:
     return peak, wall, out.decode()
 
 
+def cutting_cost(data: Path, minutes: float) -> None:
+    """WER of ``minutes`` of test recordings decoded as one file and one by one."""
+    import jiwer
+
+    from speechrnn import audio
+    from speechrnn.text import normalize
+    from speechrnn.transcriber import Transcriber, split_at_pauses
+
+    corpus = data / "speechocean762"
+    texts = dict(line.split(None, 1) for line in
+                 (corpus / "test" / "text").read_text().splitlines() if len(line.split()) > 1)
+    pieces, references, seconds = [], [], 0.0
+    for line in (corpus / "test" / "wav.scp").read_text().splitlines():
+        utterance, relative = line.split()
+        pieces.append(audio.load(corpus / relative, RATE))
+        references.append(normalize(texts[utterance]))
+        seconds += pieces[-1].numel() / RATE
+        if seconds >= minutes * 60:
+            break
+    import torch
+
+    transcriber = Transcriber()
+    one_by_one = [transcriber.transcribe_waveform(p).text for p in pieces]
+    whole = torch.cat(pieces)
+    long_text = transcriber.transcribe_waveform(whole).text
+    reference = " ".join(references)
+    segments = split_at_pauses(whole, RATE, transcriber.max_segment)
+    print(f"{len(pieces)} recordings, {seconds / 60:.1f} min, {len(segments)} segments "
+          f"(median {sorted(e - s for s, e in segments)[len(segments) // 2] / RATE:.1f} s)")
+    print(f"  one by one: WER {100 * jiwer.wer(references, one_by_one):.1f}%")
+    print(f"  one file:   WER {100 * jiwer.wer(reference, long_text):.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -67,7 +105,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lm", default="default", help="'default' (the model's) or 'none'")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: one run
+    parser.add_argument("--wer", action="store_true",
+                        help="the WER cost of cutting one long file, not memory and time")
     args = parser.parse_args()
+    if args.wer:
+        cutting_cost(args.data, args.minutes[0] if args.minutes != [1, 10, 60] else 10)
+        return
     if args.one is not None:  # a helper process, so RUSAGE_CHILDREN holds this run alone
         peak, wall, text = measure(args.one, args.threads, args.lm)
         print(f"{peak:.0f} {wall:.2f} {len(text.split())}")
