@@ -240,3 +240,11 @@ def test_the_same_speech_gives_the_same_words_wherever_it_sits_in_a_file(data_di
     assert len(repeated) / 16000 > transcriber.max_segment and len(words[0]) > 20
     assert [text for text, _ in words[0]] == [text for text, _ in words[1]]
     assert max(abs(a - b) for (_, a), (_, b) in zip(*words, strict=True)) <= 0.011
+
+
+def test_a_missing_dev_manifest_is_reported_before_any_training(prepared, tmp_path):
+    result = cli("train", "--outdir", str(tmp_path / "run"),
+                 "--set", f"data.train={prepared['yesno'] / 'train.jsonl'}",
+                 "--set", f"data.dev={tmp_path / 'dev.jsonl'}")
+    assert result.returncode == EXIT_INPUT and "dev.jsonl: no such file" in result.stderr
+    assert "epoch" not in result.stdout and not (tmp_path / "run").exists()
