@@ -57,3 +57,16 @@ def positive_float(text: str) -> float:
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be above 0 and finite, got {text}")
     return value
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``K/N``: the K-th of N shards, K counted from 0 (Slurm's ``$SLURM_ARRAY_TASK_ID``
+    with ``--array=0-(N-1)``)."""
+    index, _, count_text = text.partition("/")
+    try:
+        k, n = int(index), int(count_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"K/N needs N ≥ 1 and 0 ≤ K < N, got {text!r}")
+    return k, n

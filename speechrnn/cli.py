@@ -27,6 +27,7 @@ from speechrnn.argtypes import (
     non_negative_float,
     positive_float,
     positive_int,
+    shard,
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
@@ -317,6 +318,10 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
                         "with an LM, 0 without)")
     parser.add_argument("--lexicon", type=Path, metavar="FILE",
                         help="only output these words (one per line; first field of each line)")
+    parser.add_argument("--shard", type=shard, metavar="K/N",
+                        help="only the K-th of N parts of the inputs (K from 0), split by a "
+                        "stable hash of each utterance id or file path: N machines (a Slurm "
+                        "array job) each run one; their outputs concatenate")
     parser.add_argument("--weights", type=Path, metavar="JSON",
                         help="alpha, beta and blank penalty from a tuning (speechrnn tune-lm "
                         "--json); --alpha/--beta/--blank-penalty given too win")
@@ -326,11 +331,13 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from speechrnn.data.manifest import read_manifest
+    from speechrnn.data.manifest import in_shard, read_manifest
     from speechrnn.evaluation import check_evaluation_inputs, evaluate_manifest
 
     # Everything is checked before the output folder is created or touched.
     entries = read_manifest(args.manifest)
+    if args.shard:
+        entries = [e for e in entries if in_shard(e.id, args.shard)]
     check_evaluation_inputs(entries, args.manifest)
     transcriber = _transcriber(args)
     out = ensure_writable_dir(args.output)
@@ -444,8 +451,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from speechrnn.formats import SINGLE_DOCUMENT, TSV_HEADER, render, tsv_rows
 
     inputs = _expand_inputs(args.inputs)
+    if args.shard:
+        from speechrnn.data.manifest import in_shard
+
+        # by the path below the folder or pattern given: the same on every machine
+        inputs = [(path, base) for path, base in inputs
+                  if in_shard(os.path.relpath(path, base), args.shard)]
     if not inputs:
-        raise UsageError("no audio files matched the inputs")
+        raise UsageError("no audio files matched the inputs" + (" in this shard" if args.shard
+                                                                  else ""))
     several = len(inputs) > 1 and not args.output
     if several and args.format in SINGLE_DOCUMENT:
         raise UsageError(f"{args.format} of {len(inputs)} files cannot share standard output "

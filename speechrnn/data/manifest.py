@@ -7,6 +7,7 @@ Line format: ``{"id", "audio", "duration", "text", "speaker", "offset"?}``. A re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -137,6 +138,14 @@ def load_entry(entry: Entry, sample_rate: int) -> torch.Tensor:
     if entry.offset is None:
         return audio.load(entry.audio, sample_rate)
     return audio.load(entry.audio, sample_rate, entry.offset, entry.duration)
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether ``key`` (an utterance id, a file's path) belongs to shard ``(k, n)``: by a
+    stable hash, so every machine and every rerun partitions a set of inputs alike."""
+    k, n = shard
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % n == k
 
 
 def write_manifest(path: str | Path, entries: Iterable[Entry]) -> int:
