@@ -393,18 +393,12 @@ def split_at_pauses(waveform: torch.Tensor, sample_rate: int, max_segment: float
     window = int(LOUDNESS_WINDOW_S * 100) | 1
     loudest = torch.nn.functional.max_pool1d(energy[None, None], window, 1,
                                              window // 2)[0, 0]
-    threshold = loudest * 10 ** (-PAUSE_DB / 10)
-    quiet = (energy <= threshold).tolist()
-    cuts, run_start = [], None
-    for index, is_quiet in enumerate([*quiet, False]):
-        if is_quiet and run_start is None:
-            run_start = index
-        elif not is_quiet and run_start is not None:
-            if (index - run_start) * hop >= PAUSE_S * sample_rate and run_start > 0 \
-                    and index < len(quiet):
-                middle = _pause_middle(waveform, run_start * hop, index * hop, hop)
-                cuts.append(_around_pause(waveform, middle, sample_rate))
-            run_start = None
+    quiet = energy <= loudest * 10 ** (-PAUSE_DB / 10)
+    cuts = []
+    for first, last in _runs(quiet):  # pauses inside the file, not at its ends
+        if (last - first) * hop >= PAUSE_S * sample_rate and first > 0 and last < len(quiet):
+            middle = _pause_middle(waveform, first * hop, last * hop, hop)
+            cuts.append(_around_pause(waveform, middle, sample_rate))
     starts = [0] + [after for _, after in cuts]
     ends = [before for before, _ in cuts] + [total]
     segments: list[tuple[int, int]] = []
@@ -438,17 +432,17 @@ def _pause_middle(waveform: torch.Tensor, start: int, end: int, hop: int) -> int
     sums = torch.nn.functional.pad(power.cumsum(0), (1, 0))
     sliding = (sums[hop:] - sums[:-hop]) / hop
     lowest = float(sliding.min())
-    quiet = (sliding <= lowest + 1e-12 + 1e-6 * lowest).tolist()
-    best, best_length, run_start = (start + end) // 2, 0, None
-    for index, is_quiet in enumerate([*quiet, False]):
-        if is_quiet and run_start is None:
-            run_start = index
-        elif not is_quiet and run_start is not None:
-            if index - run_start > best_length:
-                best_length = index - run_start
-                best = start + (run_start + index + hop) // 2  # windows start hop/2 early
-            run_start = None
-    return best
+    runs = _runs(sliding <= lowest + 1e-12 + 1e-6 * lowest)
+    if not runs:
+        return (start + end) // 2
+    first, last = max(runs, key=lambda run: run[1] - run[0])  # the first of the longest
+    return start + (first + last + hop) // 2  # a window starts hop/2 before its centre
+
+
+def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """[start, end) index ranges of the runs of True in a 1-D boolean tensor."""
+    edges = torch.diff(torch.nn.functional.pad(mask.to(torch.int8), (1, 1))).nonzero()[:, 0]
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _halve(start: int, end: int, limit: int, energy: torch.Tensor, hop: int
