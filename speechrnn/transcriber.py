@@ -170,8 +170,8 @@ class Transcriber:
         ``sample_rate``. One bad input raises :class:`AudioError` naming it; in a list, a
         bad input's place holds its AudioError instead, and the others are transcribed.
         """
-        if isinstance(source, list):
-            results: list = []
+        if isinstance(source, list) and not (source and isinstance(source[0], (int, float))):
+            results: list = []  # a list of inputs (a list of numbers is one waveform)
             for number, item in enumerate(source):
                 try:
                     results.append(self._one(item, sample_rate, f"input {number}"))
