@@ -1,10 +1,10 @@
 """Inference: a checkpoint (or a bundled model) → text with word times, for files of any
 length, rate and channel count.
 
-Long recordings are cut at the quietest point near each ``max_segment`` boundary (energy of
-10 ms frames) and decoded a few segments at a time (so memory does not grow with the length
-of the file beyond the waveform itself); the words are shifted back to file time. Segments of
-digital silence are not decoded: they give no words.
+Recordings longer than ``max_segment`` are cut at their pauses (:func:`split_at_pauses`:
+every cut depends only on the audio around it) and decoded a few segments at a time, so
+memory does not grow with the length of the file beyond the waveform itself; the words are
+shifted back to file time. Segments of digital silence are not decoded: they give no words.
 Unidirectional models can also stream (:meth:`Transcriber.stream`): audio goes in chunk by
 chunk, features and recurrent state are carried over, and partial text comes out as it grows.
 """
@@ -31,13 +31,13 @@ from speechrnn.models.acoustic import StreamState
 from speechrnn.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from speechrnn.pretrained import resolve_model
 
-# Decoding for a model without tuned settings in its config.json
 log = logging.getLogger(__name__)
+# Decoding for a model without tuned settings in its config.json
 DEFAULT_BEAM = 16
 DEFAULT_ALPHA = 0.5  # LM weight
 DEFAULT_BETA = 1.0  # word insertion bonus
 # Segments decoded together: enough to keep the model's batch busy, few enough that the
-# features and activations of a long file never exist at once (about 160 s of audio).
+# features and activations of a long file never exist at once (at most 160 s of audio).
 SEGMENT_BATCH = 8
 # A segment whose samples all lie within one step of 16-bit audio is digital silence.
 SILENCE_PEAK = 1 / 32768
