@@ -75,8 +75,10 @@ PREPARE_OPTIONS: dict[str, tuple[str, dict]] = {
 def cmd_prepare(args: argparse.Namespace) -> int:
     from speechrnn.data.prepare import corpus_options, prepare_corpus
 
-    options = {name: getattr(args, name) for name in corpus_options(args.corpus)
-               if getattr(args, name, None) not in (None, False)}
+    given = {name: getattr(args, name, None) for name in corpus_options(args.corpus)}
+    # an option left out is the preparer's default (--seed 0 is given, --download not)
+    options = {name: value for name, value in given.items()
+               if value is not None and value is not False}
     ensure_writable_dir(args.outdir)
     report = prepare_corpus(args.corpus, args.src, args.outdir, **options)
     print(report.summary())
