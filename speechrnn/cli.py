@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -281,10 +280,14 @@ def _read_weights(path: Path) -> dict:
         weights = {name: data[name] for name in ("alpha", "beta", "blank_penalty")}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise UsageError(f"--weights {path}: not a tuning's JSON ({error})") from None
-    for name, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value)):
-            raise UsageError(f"--weights {path}: {name} must be a finite number, not {value!r}")
+    from speechrnn.decoding.checks import check_blank_penalty, check_finite
+
+    try:
+        check_finite("alpha", weights["alpha"])
+        check_finite("beta", weights["beta"])
+        check_blank_penalty(weights["blank_penalty"])
+    except ValueError as error:
+        raise UsageError(f"--weights {path}: {error}") from None
     return weights
 
 
@@ -346,7 +349,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_manifest(
         transcriber, entries, out, args.manifest,
         progress=lambda items: tqdm(items, desc="decoding", unit="utt",
-                                    disable=not sys.stderr.isatty()))
+                                    disable=args.quiet or not sys.stderr.isatty()))
     print(result.report.format())
     print(f"RTF {result.summary['rtf']:.4f}; results in {out}")
     return EXIT_PARTIAL if result.failures else EXIT_OK
