@@ -248,3 +248,23 @@ def test_a_missing_dev_manifest_is_reported_before_any_training(prepared, tmp_pa
                  "--set", f"data.dev={tmp_path / 'dev.jsonl'}")
     assert result.returncode == EXIT_INPUT and "dev.jsonl: no such file" in result.stderr
     assert "epoch" not in result.stdout and not (tmp_path / "run").exists()
+
+
+def test_weights_from_a_tuning_are_used_unless_an_option_overrides_them(so762_wavs, tmp_path,
+                                                                         capsys):
+    from speechrnn.data.manifest import Entry, write_manifest
+
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, [Entry("u0", str(so762_wavs[0]), 3.0, "we call it bear")])
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"alpha": 0.7, "beta": 2.5, "blank_penalty": 1.0}))
+    common = ["evaluate", "--manifest", str(manifest), "--weights", str(weights), "--beam", "4"]
+    assert main([*common, "--output", str(tmp_path / "a")]) == 0
+    assert main([*common, "--beta", "0.5", "--output", str(tmp_path / "b")]) == 0
+    used = [json.loads((tmp_path / run / "summary.json").read_text())["decoder"]
+            for run in ("a", "b")]
+    assert [(d["alpha"], d["beta"], d["blank_penalty"]) for d in used] == [
+        (0.7, 2.5, 1.0), (0.7, 0.5, 1.0)]
+    weights.write_text(json.dumps({"alpha": 0.7, "beta": "x", "blank_penalty": 1.0}))
+    assert main([*common, "--output", str(tmp_path / "c")]) == EXIT_INPUT
+    assert "weights.json: beta must be a finite number" in capsys.readouterr().err
