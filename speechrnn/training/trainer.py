@@ -355,7 +355,7 @@ class Trainer:
             parts += [f"dev loss {metrics['loss']:.3f}", f"dev WER {100 * metrics['wer']:.2f}%",
                       f"CER {100 * metrics['cer']:.2f}%"]
         parts += [f"lr {self.scheduler.get_last_lr()[0]:.2e}",
-                  f"{time.time() - self.epoch_started:.0f} s",
+                  f"{time.time() - self.epoch_started:.1f} s",
                   "new best, saved to best/" if best and "wer" in metrics else "saved to last/"]
         return " | ".join(parts)
 
