@@ -160,10 +160,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = trainer.fit()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    best = [h for h in summary["history"] if "wer" in h]
-    if best:
-        top = min(best, key=lambda h: (h["wer"], h.get("loss", 0.0)))  # as best/ is chosen
-        print(f"best dev WER {100 * top['wer']:.2f}% (epoch {top['epoch']}); "
+    top = [h for h in summary["history"] if h["epoch"] == summary["best_epoch"] and "wer" in h]
+    if top:  # the epoch best/ holds
+        print(f"best dev WER {100 * top[0]['wer']:.2f}% (epoch {top[0]['epoch']}); "
               f"model in {args.outdir / 'best'}")
     print(f"{summary['step']} steps, {summary['skipped']} utterances/updates skipped")
     return EXIT_OK

@@ -268,3 +268,16 @@ def test_weights_from_a_tuning_are_used_unless_an_option_overrides_them(so762_wa
     weights.write_text(json.dumps({"alpha": 0.7, "beta": "x", "blank_penalty": 1.0}))
     assert main([*common, "--output", str(tmp_path / "c")]) == EXIT_INPUT
     assert "weights.json: beta must be a finite number" in capsys.readouterr().err
+
+
+def test_the_best_epoch_reported_is_the_one_best_holds(prepared, tmp_path):
+    result = cli("train", "--outdir", str(tmp_path / "run"),
+                 "--set", f"data.train={prepared['yesno'] / 'train.jsonl'}",
+                 "--set", f"data.dev={prepared['yesno'] / 'dev.jsonl'}",
+                 "--set", "features.sample_rate=8000", "--set", "features.n_mels=23",
+                 "--set", "model.hidden=32", "--set", "epochs=4", "--set", "data.num_workers=0")
+    assert result.returncode == 0, result.stderr
+    epoch = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["metrics"]["epoch"]
+    assert f"(epoch {epoch}); model in" in result.stdout
+    marked = [line.split(" | ")[0] for line in result.stdout.splitlines() if "new best" in line]
+    assert marked[-1] == f"epoch {epoch}/4"

@@ -131,6 +131,7 @@ class Trainer:
         self.started = time.time()
         self.epoch_started = time.time()
         self.epoch_losses: list[float] = []  # per step of the epoch: mean loss per utterance
+        self.best_epoch: int | None = None  # the epoch best/ holds
         if resume:
             self._load_state()
 
@@ -275,7 +276,7 @@ class Trainer:
         if self.rank == 0:
             self._save_last()
         return {"step": self.step, "epoch": self.epoch, "history": self.history,
-                "skipped": self.skipped_total}
+                "skipped": self.skipped_total, "best_epoch": self.best_epoch}
 
     def _done(self) -> bool:
         config = self.config
@@ -339,7 +340,7 @@ class Trainer:
             self.newbob.update(metrics["wer"])
         if self.rank == 0:
             self.metrics.log("valid.csv", metrics)
-            best = self.save_epoch(metrics)
+            best = self.best_epoch = self.save_epoch(metrics)
             self._save_last()
             print(self._epoch_line(metrics, best == self.epoch), flush=True)
         self.epoch_losses = []
