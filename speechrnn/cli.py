@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -955,7 +956,7 @@ def build_parser() -> argparse.ArgumentParser:
     adders: list[Callable] = [add_prepare, add_train, add_evaluate, add_score, add_transcribe,
                                add_export, add_lm, add_models, add_cmvn, add_tune_lm,
                                add_average, add_package, add_split_words, add_plot,
-                               add_summary]
+                               add_summary, add_stages]
     for add in adders:
         add(commands)
     return parser
@@ -984,7 +985,23 @@ def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
                         "of them many times over")
 
 
+def run_stages(arguments: list[str]) -> int:
+    """``speechrnn stages ...``: the recipes' stage driver, a bash script shipped in the
+    package (its arguments are its own, so argparse does not read them)."""
+    script = Path(__file__).with_name("stages.sh")
+    return subprocess.run(["bash", str(script), *arguments]).returncode
+
+
+def add_stages(commands) -> None:
+    commands.add_parser("stages", add_help=False,
+                        help="the recipes' stage driver (recipes/<corpus>/run.sh calls it; "
+                        "speechrnn stages --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["stages"]:
+        return run_stages(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in (("verbose", False), ("quiet", False), ("threads", None)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,18 @@ def test_the_best_epoch_reported_is_the_one_best_holds(prepared, tmp_path):
     assert f"(epoch {epoch}); model in" in result.stdout
     marked = [line.split(" | ")[0] for line in result.stdout.splitlines() if "new best" in line]
     assert marked[-1] == f"epoch {epoch}/4"
+
+
+def test_a_copied_recipe_folder_runs(data_dir, tmp_path):
+    import shutil
+
+    recipe = tmp_path / "mycorpus"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "recipes" / "yesno", recipe,
+                    ignore=shutil.ignore_patterns("exp", "data", "results"))
+    result = subprocess.run([str(recipe / "run.sh"), "--stop-stage", "2", "--data",
+                             str(data_dir / "yesno")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for made in ("data/test.jsonl", "data/train_words.jsonl", "data/lm.arpa.gz",
+                 "data/lexicon.txt", "exp/blstm/cmvn.json"):
+        assert (recipe / made).exists(), made

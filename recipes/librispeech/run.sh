@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # LibriSpeech: prepares the official layout (downloads dev-clean, test-clean and
 # train-clean-100 from OpenSLR 12 when --data holds none of them), trains on one GPU.
-# Options: ../stages.sh (--stage, --stop-stage, --data, --name, --set, --seeds, ...).
+# Options: speechrnn stages --help (--stage, --stop-stage, --data, --name, --set, --seeds, ...).
 here=$(dirname "$0")
-exec "$here/../stages.sh" --recipe "$here" --corpus librispeech \
+exec speechrnn stages --recipe "$here" --corpus librispeech \
   --default-data "${LIBRISPEECH:-$HOME/corpora/librispeech}" \
   --config "${CONFIG:-gpu_blstm.yaml}" \
   --prepare-opts "--download --subsets train-clean-100 dev-clean test-clean" \

@@ -6,9 +6,9 @@
 # --set model.bidirectional=false --set model.hidden=360 (similar parameter budget).
 # The LM weights and blank penalty are tuned on dev for each model (the grids below); beam
 # 256 (dev 52.2% against 53.1% at beam 64 for the 4-layer CPU model, RTF 0.018 against 0.013).
-# Options: ../stages.sh (--stage, --stop-stage, --data, --name, --set, --seeds, ...).
+# Options: speechrnn stages --help (--stage, --stop-stage, --data, --name, --set, --seeds, ...).
 here=$(dirname "$0")
-exec "$here/../stages.sh" --recipe "$here" --corpus speechocean762 \
+exec speechrnn stages --recipe "$here" --corpus speechocean762 \
   --default-data ../../../shared/data/speechocean762 --config "${CONFIG:-blstm.yaml}" \
   --lm-order 3 --alpha 1.0 --beta 3.0 --beam 256 \
   --tune-alphas "0.6 1.0 1.4 1.8 2.2" --tune-betas "1 3 5 7" \

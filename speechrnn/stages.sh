@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Shared stage driver of the recipes: recipes/<corpus>/run.sh calls it with the recipe's
-# settings as flags, then the user's (later flags win).
+# The recipes' stage driver, `speechrnn stages`: recipes/<corpus>/run.sh calls it with the
+# recipe's settings as flags, then the user's (later flags win), so a recipe folder copied
+# anywhere still runs.
 #   recipe:  --recipe DIR --corpus NAME --default-data DIR --config FILE [--prepare-opts "..."]
 #            [--train-set NAME --test-set NAME] --lm-order N --alpha A --beta B --beam N
 #            [--blank-penalty NATS] [--tune-alphas "..." --tune-betas "..."
@@ -58,6 +59,7 @@ while [ $# -gt 0 ]; do
     --set) extra+=(--set "$2"); shift 2 ;;
     --ensemble) ensemble=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) usage ;;
   esac
 done
