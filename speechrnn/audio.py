@@ -97,12 +97,18 @@ def read(
             path, f"truncated: the header promises more samples than the {data.shape[0]} "
             "in the file"
         )
+    return _mono(data, path), rate
+
+
+def _mono(data: np.ndarray, name: str | Path) -> torch.Tensor:
+    """(samples, channels) float32 → mono waveform, refused (naming ``name``) if any sample is
+    NaN or infinite after the mix: huge float samples can overflow there."""
     with np.errstate(over="ignore"):  # an overflow is reported just below, by name
         mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     waveform = torch.from_numpy(np.ascontiguousarray(mono))
-    if not all_finite(waveform):  # after the mix: huge float samples can overflow there
-        raise AudioError(path, "contains NaN or infinite samples")
-    return waveform, rate
+    if not all_finite(waveform):
+        raise AudioError(name, "contains NaN or infinite samples")
+    return waveform
 
 
 def all_finite(waveform: torch.Tensor, piece: int = 1 << 20) -> bool:
@@ -124,10 +130,7 @@ def decode_bytes(data: bytes, sample_rate: int | None = 16000, name: str = "<std
         raise AudioError(name, f"not a readable audio stream ({reason})") from None
     if samples.shape[0] == 0:
         raise AudioError(name, "contains no samples")
-    with np.errstate(over="ignore"):
-        waveform = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1)))
-    if not all_finite(waveform):
-        raise AudioError(name, "contains NaN or infinite samples")
+    waveform = _mono(samples, name)
     if sample_rate is not None and rate != sample_rate:
         waveform = resample(waveform, rate, sample_rate)
     return waveform

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -109,34 +108,9 @@ def add_prepare(commands) -> None:
     parser.set_defaults(handler=cmd_prepare)
 
 
-# What a training run writes into its folder; cmvn.json and run.log may come first (a
-# recipe's CMVN stage and log), so they do not mark a folder as holding a run.
-RUN_FILES = ("tokenizer.json", "config.yaml", "train.csv", "valid.csv", "last", "last.old",
-             "last.tmp", "best", "best.old", "best.tmp", "checkpoints", "tb")
-
-
-def _claim_run_folder(outdir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a new run in a folder that holds one (tokenizer, CMVN, logs and
-    checkpoints of two runs would mix) unless --resume continues it or --overwrite clears
-    it first."""
-    if resume and overwrite:
-        raise UsageError("--resume and --overwrite contradict each other; choose one")
-    found = [name for name in RUN_FILES if (outdir / name).exists()]
-    if not found or resume:
-        return
-    if not overwrite:
-        raise UsageError(f"{outdir} already holds a training run ({', '.join(found)}); "
-                         "--resume continues it, --overwrite replaces it")
-    for name in found:
-        target = outdir / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from speechrnn.data.manifest import read_manifest
+    from speechrnn.training.checkpoints import claim_run_folder
     from speechrnn.training.config import SMALL_DATA_DEFAULTS, load_config
     from speechrnn.training.trainer import Trainer
 
@@ -148,7 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.detect_anomaly:
         config.detect_anomaly = True
-    _claim_run_folder(args.outdir, args.resume, args.overwrite)
+    try:
+        claim_run_folder(args.outdir, args.resume, args.overwrite)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     for setting in (config.data.train, config.data.dev):  # before the folder is created
         for manifest in [setting] if isinstance(setting, str) else setting:
             if manifest:
@@ -702,8 +679,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export(commands) -> None:
-    parser = _command(commands,
-        "export", help="model → ONNX or TorchScript (log-probs from features, CMVN included)")
+    parser = _command(commands, "export", help="model → ONNX or TorchScript (log-probs from "
+                      "features, CMVN included)")
     parser.add_argument("outdir", type=Path, help="folder for the model file, config, "
                         "tokenizer and CMVN")
     parser.add_argument("--model", help="checkpoint folder or bundled model (default: the "
@@ -756,8 +733,8 @@ def _weights(weights: dict) -> str:
 
 
 def add_tune_lm(commands) -> None:
-    parser = _command(commands,
-        "tune-lm", help="grid-search the LM weight, word bonus and blank penalty on dev",
+    parser = _command(
+        commands, "tune-lm", help="grid-search the LM weight, word bonus and blank penalty on dev",
         description="Grid-search alpha (LM weight), beta (word bonus) and the blank penalty "
         "on a dev manifest by WER; the model's posteriors are computed once. A best setting "
         "at an end of its grid is flagged on the 'best:' line.")
@@ -818,9 +795,8 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def add_package(commands) -> None:
-    parser = _command(commands,
-        "package", help="a checkpoint as a shippable model: float16 weights, its LM and "
-        "decoding defaults")
+    parser = _command(commands, "package", help="a checkpoint as a shippable model: float16 "
+                      "weights, its LM and decoding defaults")
     parser.add_argument("model", type=Path, help="checkpoint folder (e.g. exp/best)")
     parser.add_argument("--output", "--out", dest="output", type=Path, required=True)
     parser.add_argument("--lm", type=Path, help="ARPA (.arpa.gz) to ship with the model")
@@ -851,9 +827,8 @@ def cmd_split_words(args: argparse.Namespace) -> int:
 
 
 def add_split_words(commands) -> None:
-    parser = _command(commands,
-        "split-words", help="one manifest line per word, cut at the silences (isolated-word "
-        "corpora such as yesno and digit strings)")
+    parser = _command(commands, "split-words", help="one manifest line per word, cut at the "
+                      "silences (isolated-word corpora such as yesno and digit strings)")
     parser.add_argument("manifest", type=Path, help="input manifest (whole utterances)")
     parser.add_argument("output", type=Path, help="output manifest (one line per word)")
     parser.add_argument("--top-db", type=positive_float, default=18.0,

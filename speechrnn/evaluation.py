@@ -13,7 +13,7 @@ from pathlib import Path
 
 from speechrnn import audio
 from speechrnn.data.manifest import Entry, load_entry
-from speechrnn.fileio import OutputError, OutputFiles
+from speechrnn.fileio import OutputFiles
 from speechrnn.scoring import Report, ScoringError, check_trn_ids, score, write_trn
 from speechrnn.transcriber import Transcriber
 
@@ -60,11 +60,8 @@ def evaluate_manifest(transcriber: Transcriber, entries: list[Entry], output: Pa
                 continue
             audio_seconds += result.duration
             hypotheses[entry.id] = result.text
-            try:
-                jsonl.write(json.dumps({"id": entry.id, **result.to_dict()},
-                                       ensure_ascii=False) + "\n")
-            except OSError as error:
-                raise OutputError(output / "hyp.jsonl", error.strerror or str(error)) from None
+            jsonl.write(json.dumps({"id": entry.id, **result.to_dict()}, ensure_ascii=False)
+                        + "\n")
         write_trn(output / "hyp.trn", hypotheses, files)
         write_trn(output / "ref.trn", references, files)
         report = score(references, hypotheses, speakers)

@@ -62,6 +62,23 @@ def _temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+class _NamedHandle:
+    """A file handle whose write errors name the file being made (its final path, not the
+    temporary one) as :class:`OutputError`; everything else is the handle's own."""
+
+    def __init__(self, handle: IO, target: Path):
+        self._handle, self._target = handle, target
+
+    def write(self, data):
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            raise OutputError(self._target, error.strerror or str(error)) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)
+
+
 class OutputFiles:
     """A set of output files committed together: ``open`` hands out handles on temporary
     names; leaving the ``with`` block normally renames them all into place, an exception
@@ -84,11 +101,10 @@ class OutputFiles:
         except OSError as error:
             raise OutputError(target, error.strerror or str(error)) from None
         self._pending.append((target, temporary, handle))
-        return handle
+        return _NamedHandle(handle, target)
 
     def write(self, path: str | Path, data: str | bytes) -> None:
-        handle = self.open(path, binary=isinstance(data, bytes))
-        self._guarded(path, handle.write, data)
+        self.open(path, binary=isinstance(data, bytes)).write(data)
 
     def commit(self) -> None:
         for target, _, handle in self._pending:
@@ -130,13 +146,7 @@ def atomic_open(path: str | Path, binary: bool = False) -> Iterator[IO]:
     """One file written under a temporary name and renamed into place when complete; an
     OSError while writing becomes :class:`OutputError` naming ``path``."""
     with OutputFiles() as out:
-        handle = out.open(path, binary)
-        try:
-            yield handle
-        except OutputError:
-            raise
-        except OSError as error:
-            raise OutputError(path, error.strerror or str(error)) from None
+        yield out.open(path, binary)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

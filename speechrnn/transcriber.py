@@ -201,10 +201,8 @@ class Transcriber:
         if waveform.dim() != 1 or waveform.numel() == 0:
             raise audio.AudioError(name, f"expected mono or multichannel samples, got shape "
                                    f"{tuple(waveform.shape)}")
-        if not audio.all_finite(waveform):
-            raise audio.AudioError(name, "contains NaN or infinite samples")
         waveform = audio.resample(waveform, sample_rate, self.sample_rate)
-        return self.transcribe_waveform(waveform, name)
+        return self.transcribe_waveform(waveform, name)  # which refuses non-finite samples
 
     def transcribe_waveform(self, waveform: torch.Tensor, source: str | Path = "waveform",
                             on_progress: Callable[[float, float], None] | None = None
@@ -414,9 +412,7 @@ def _around_pause(waveform: torch.Tensor, middle: int, sample_rate: int) -> tupl
     hop, margin = sample_rate // 100, int(SPEECH_MARGIN_S * sample_rate)
     reach = int(PAUSE_SEARCH_S * sample_rate)
     low, high = max(0, middle - reach), min(waveform.numel(), middle + reach)
-    power = waveform[low:high].double().square()
-    sums = torch.nn.functional.pad(power.cumsum(0), (1, 0))
-    sound = ((sums[hop:] - sums[:-hop]) / hop > SOUND_POWER).nonzero().flatten() + low
+    sound = (_sliding_power(waveform[low:high], hop) > SOUND_POWER).nonzero().flatten() + low
     before, after = sound[sound + hop <= middle], sound[sound >= middle]
     end = min(middle, int(before[-1]) + hop + margin) if len(before) else middle
     start = max(middle, int(after[0]) - margin) if len(after) else middle
@@ -428,15 +424,20 @@ def _pause_middle(waveform: torch.Tensor, start: int, end: int, hop: int) -> int
     samples (a window sliding sample by sample, not the frame grid) is at its minimum:
     defined by the pause's own samples, so a pause is cut at the same sample of its audio
     wherever it lies in a file (in digital silence: the middle of the silence)."""
-    power = waveform[start:end].double().square()
-    sums = torch.nn.functional.pad(power.cumsum(0), (1, 0))
-    sliding = (sums[hop:] - sums[:-hop]) / hop
+    sliding = _sliding_power(waveform[start:end], hop)
     lowest = float(sliding.min())
     runs = _runs(sliding <= lowest + 1e-12 + 1e-6 * lowest)
     if not runs:
         return (start + end) // 2
     first, last = max(runs, key=lambda run: run[1] - run[0])  # the first of the longest
     return start + (first + last + hop) // 2  # a window starts hop/2 before its centre
+
+
+def _sliding_power(samples: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean power over ``window`` samples starting at each sample (a window sliding sample by
+    sample, so it is set by the audio itself and not by a frame grid)."""
+    sums = torch.nn.functional.pad(samples.double().square().cumsum(0), (1, 0))
+    return (sums[window:] - sums[:-window]) / window
 
 
 def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:

@@ -1,7 +1,7 @@
-"""The trainer's checkpoints: which epochs are kept (last, best-k, best) and the resumable
-state beside the model files (``trainer.safetensors`` for optimiser tensors and RNG states,
-``trainer.json`` for the rest), written atomically; nothing is ever unpickled. The model
-files are :mod:`speechrnn.models.checkpoint`'s."""
+"""The trainer's checkpoints: whether a folder may take a new run, which epochs are kept
+(last, best-k, best) and the resumable state beside the model files (``trainer.safetensors``
+for optimiser tensors and RNG states, ``trainer.json`` for the rest), written atomically;
+nothing is ever unpickled. The model files are :mod:`speechrnn.models.checkpoint`'s."""
 
 from __future__ import annotations
 
@@ -66,6 +66,32 @@ def load_trainer_state(directory: Path) -> dict:
     except (OSError, json.JSONDecodeError, SafetensorError) as error:
         raise CheckpointError(f"{directory}: no resumable training state ({error})") from None
     return unflatten_state(skeleton, tensors)
+
+
+# What a training run writes into its folder; cmvn.json and run.log may come first (a
+# recipe's CMVN stage and log), so they do not mark a folder as holding a run.
+RUN_FILES = ("tokenizer.json", "config.yaml", "train.csv", "valid.csv", "last", "last.old",
+             "last.tmp", "best", "best.old", "best.tmp", "checkpoints", "tb")
+
+
+def claim_run_folder(outdir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse (ValueError) to start a new run in a folder that holds one (tokenizer, CMVN,
+    logs and checkpoints of two runs would mix) unless ``resume`` continues it or
+    ``overwrite`` clears it first."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other; choose one")
+    found = [name for name in RUN_FILES if (outdir / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ValueError(f"{outdir} already holds a training run ({', '.join(found)}); "
+                         "--resume continues it, --overwrite replaces it")
+    for name in found:
+        target = outdir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
 
 
 class CheckpointManager:

@@ -8,6 +8,7 @@ failing, and returns a :class:`PrepareReport`.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ PREPARERS = {
 CORPORA = tuple(PREPARERS)
 
 
+@functools.cache  # --help builds every corpus's parser: each source file is parsed once
 def _definition(name: str) -> tuple[ast.Module, ast.FunctionDef]:
     """The preparer's module and function, read as source: what a corpus declares (its
     options and layout) is known without importing torch, for ``--help``."""
