@@ -328,6 +328,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=lambda items: tqdm(items, desc="decoding", unit="utt",
                                     disable=args.quiet or not sys.stderr.isatty()))
     print(result.report.format())
+    if transcriber.unit == "phone":
+        print("greedy output of a phone model: the error rates are over phones (PER); a "
+              "beam above 1 decodes words")
     print(f"RTF {result.summary['rtf']:.4f}; results in {out}")
     return EXIT_PARTIAL if result.failures else EXIT_OK
 

@@ -41,7 +41,8 @@ def evaluate_manifest(transcriber: Transcriber, entries: list[Entry], output: Pa
     ``progress`` wraps the entry list (e.g. tqdm) when given."""
     check_evaluation_inputs(entries, manifest)
     output.mkdir(parents=True, exist_ok=True)
-    references = {e.id: e.text for e in entries}
+    # a phone model's greedy output is phones: scored against the transcripts' phones (PER)
+    references = {e.id: transcriber.reference(e.text) for e in entries}
     speakers = {e.id: e.speaker for e in entries}
     hypotheses: dict[str, str] = {}
     failures = 0

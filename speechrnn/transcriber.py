@@ -152,6 +152,17 @@ class Transcriber:
             return None
         return Path(lm)
 
+    @property
+    def unit(self) -> str:
+        """What the text holds: "word", or "phone" for a phone model decoded greedily (its
+        best path is phones; words come from the lexicon search, any beam above 1)."""
+        greedy = isinstance(self.decoder, GreedyDecoder)
+        return "phone" if greedy and self.checkpoint.tokenizer.kind == "phone" else "word"
+
+    def reference(self, text: str) -> str:
+        """A transcript in the unit of this transcriber's output (see :attr:`unit`)."""
+        return self.checkpoint.tokenizer.reference(text) if self.unit == "phone" else text
+
     def settings(self) -> dict:
         decoder = self.decoder
         paths = [str(checkpoint.path) for checkpoint in self.checkpoints]
@@ -160,7 +171,7 @@ class Transcriber:
                 "decoder": type(decoder).__name__, "beam": getattr(decoder, "beam", 1),
                 "alpha": getattr(decoder, "alpha", None), "beta": getattr(decoder, "beta", None),
                 "blank_penalty": decoder.blank_penalty,
-                "lexicon_words": self.lexicon_size}
+                "lexicon_words": self.lexicon_size, "unit": self.unit}
 
     def __call__(self, source, sample_rate: int | None = None):
         """Transcribe one input, or a list of them (one result each, in order).

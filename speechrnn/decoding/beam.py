@@ -21,6 +21,7 @@ neither torch nor numpy vectorise; it ships with librosa, so it adds no dependen
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -112,22 +113,30 @@ def _candidate(node, slot, nxt, nxt_pb, nxt_pnb, n_next):
 
 
 @numba.njit(cache=True)
-def _vocabulary_word(node, trie, trie_word) -> int:
-    """The vocabulary id of the word spelled by ``node``'s partial word, -1 if none."""
-    return trie_word[trie[node]] if trie[node] >= 0 else -1
+def _vocabulary_word(node, trie, word_start, words) -> int:
+    """The vocabulary id of the (first) word spelled by ``node``'s partial word, -1 if none.
+
+    A trie node ends the words ``words[word_start[n]:word_start[n + 1]]``: several when they
+    sound alike (phones: "to", "two", "too") or share a spelling.
+    """
+    t = trie[node]
+    if t < 0 or word_start[t] == word_start[t + 1]:
+        return -1
+    return words[word_start[t]]
 
 
 @numba.njit(cache=True)
-def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot_bonus,
+def _complete_word(node, context, trie, word_start, words, trie_smear, hot, hot_end, hot_bonus,
                    use_lm, alpha, beta, oov_penalty, order, ngram_index, ngram_logprob,
                    ngram_backoff, unk_logprob, unk_id):
     """Score change when the partial word of ``node`` completes, and the word's LM id.
 
     The temporary partial-word score (look-ahead or out-of-vocabulary penalty) is replaced
     by the word's real LM score (an unknown word scores as ``<unk>``, or ``unk_logprob``
-    without one); an unfinished hotword gives its bonus back.
+    without one); of words that end at the same trie node the LM's likeliest in this
+    context is taken; an unfinished hotword gives its bonus back.
     """
-    word = _vocabulary_word(node, trie, trie_word)
+    word = _vocabulary_word(node, trie, word_start, words)
     word_id = word if word >= 0 else unk_id
     delta = 0.0
     if use_lm:
@@ -135,8 +144,15 @@ def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot
             delta -= oov_penalty
         else:
             delta -= alpha * LN10 * trie_smear[trie[node]]
-        delta += alpha * LN10 * _ngram_score(context, word_id, order, ngram_index,
-                                             ngram_logprob, ngram_backoff, unk_logprob) + beta
+        best = _ngram_score(context, word_id, order, ngram_index, ngram_logprob,
+                            ngram_backoff, unk_logprob)
+        if word >= 0:
+            for k in range(word_start[trie[node]] + 1, word_start[trie[node] + 1]):
+                score = _ngram_score(context, words[k], order, ngram_index, ngram_logprob,
+                                     ngram_backoff, unk_logprob)
+                if score > best:
+                    best, word_id = score, words[k]
+        delta += alpha * LN10 * best + beta
     if not (hot[node] >= 0 and hot_end[hot[node]]):
         delta -= hot_bonus[node]
     return delta, word_id
@@ -145,7 +161,7 @@ def _complete_word(node, context, trie, trie_word, trie_smear, hot, hot_end, hot
 @numba.njit(cache=True)
 def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
             beam_prune_logp, space_id, alpha, beta, oov_penalty, oov_char_penalty, lexicon,
-            use_lm, trie_children, trie_word, trie_smear, order, ngram_index, ngram_logprob,
+            use_lm, trie_children, word_start, words, trie_smear, order, ngram_index, ngram_logprob,
             ngram_backoff, unk_logprob, bos_id, eos_id, unk_id, hot_children, hot_end,
             hotword_weight, nbest):
     vocab = log_probs.shape[1]
@@ -162,6 +178,7 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
     word_len = np.empty(capacity, np.int64)
     hot = np.empty(capacity, np.int64)
     hot_bonus = np.empty(capacity, np.float64)
+    emitted = np.full(capacity, -1, np.int64)  # at a word boundary: the word it completed
     slot = np.full(capacity, -1, np.int64)
     children = Dict.empty(key_type=types.int64, value_type=types.int64)
     edge = np.empty(2, np.int64)
@@ -226,14 +243,15 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
                     valid = True
                     if c == space_id:
                         if lexicon and word_len[node] > 0 and \
-                                _vocabulary_word(node, trie, trie_word) < 0:
+                                _vocabulary_word(node, trie, word_start, words) < 0:
                             valid = False  # a space may only end a whole lexicon word
                         elif word_len[node] > 0:
                             delta, word = _complete_word(
-                                node, context[node], trie, trie_word, trie_smear, hot, hot_end,
-                                hot_bonus, use_lm, alpha, beta, oov_penalty, order, ngram_index,
-                                ngram_logprob, ngram_backoff, unk_logprob, unk_id)
+                                node, context[node], trie, word_start, words, trie_smear, hot,
+                                hot_end, hot_bonus, use_lm, alpha, beta, oov_penalty, order,
+                                ngram_index, ngram_logprob, ngram_backoff, unk_logprob, unk_id)
                             lm[child] += delta
+                            emitted[child] = word
                             for w in range(width - 1):
                                 context[child, w] = context[node, w + 1]
                             context[child, width - 1] = word
@@ -295,18 +313,20 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
 
     # finish: score the last partial word and the end of sentence
     final = np.full(n_cur, NEG_INF)
+    last_word = np.full(n_cur, -1, np.int64)
     for i in range(n_cur):
         node = cur[i]
         extra = 0.0
         ctx = context[node].copy()
         if word_len[node] > 0:
-            if lexicon and _vocabulary_word(node, trie, trie_word) < 0:
+            if lexicon and _vocabulary_word(node, trie, word_start, words) < 0:
                 continue
             delta, word = _complete_word(
-                node, ctx, trie, trie_word, trie_smear, hot, hot_end, hot_bonus, use_lm, alpha,
-                beta, oov_penalty, order, ngram_index, ngram_logprob, ngram_backoff, unk_logprob,
-                unk_id)
+                node, ctx, trie, word_start, words, trie_smear, hot, hot_end, hot_bonus, use_lm,
+                alpha, beta, oov_penalty, order, ngram_index, ngram_logprob, ngram_backoff,
+                unk_logprob, unk_id)
             extra += delta
+            last_word[i] = word
             for w in range(width - 1):
                 ctx[w] = ctx[w + 1]
             ctx[width - 1] = word
@@ -321,11 +341,25 @@ def _search(log_probs, length, beam, token_k, token_min_logp, blank_skip_logp,
             count += 1
     out_nodes = np.empty(count, np.int64)
     out_scores = np.empty(count)
+    out_last = np.empty(count, np.int64)
     for r in range(count):
         out_nodes[r] = cur[ranked[r]]
         out_scores[r] = final[ranked[r]]
-    return out_nodes, out_scores, parent[:nodes].copy(), token[:nodes].copy(), \
-        frame[:nodes].copy()
+        out_last[r] = last_word[ranked[r]]
+    return out_nodes, out_scores, out_last, parent[:nodes].copy(), token[:nodes].copy(), \
+        frame[:nodes].copy(), emitted[:nodes].copy()
+
+
+def _edge_keys(pairs: np.ndarray) -> np.ndarray:
+    """``_key`` of many (node, token) pairs at once (numpy's uint64 products wrap like
+    numba's, so the keys agree; a trie of CMUdict has ~300,000 edges)."""
+    prime = np.uint64(1099511628211)
+    value = np.full(len(pairs), np.uint64(14695981039346656037))
+    with np.errstate(over="ignore"):
+        for column in range(pairs.shape[1]):
+            value = (value ^ (pairs[:, column] + 1).astype(np.uint64)) * prime
+        value = (value ^ np.uint64(pairs.shape[1])) * prime
+    return value.view(np.int64)
 
 
 def _int_dict(keys: np.ndarray, values: np.ndarray | None = None):
@@ -340,7 +374,6 @@ class _Tables:
 
     def __init__(self, tokenizer, lm: NgramLM | None, hotwords: Sequence[str],
                  lexicon: Sequence[str] | None):
-        symbols = {s: i for i, s in enumerate(tokenizer.symbols)}
         if lm is not None:
             words = sorted(w for (w,) in lm.ngrams[1])
             self.word_ids = {w: i for i, w in enumerate(words)}
@@ -370,28 +403,30 @@ class _Tables:
                                             for w in lexicon))
         for word in vocabulary:
             self.word_ids.setdefault(word, len(self.word_ids))
+        self.words = list(self.word_ids)  # vocabulary id → word
         self.bos_id = self.word_ids.get(BOS, -1)
         self.eos_id = self.word_ids.get(EOS, -1)
         self.unk_id = self.word_ids.get(UNK, -1)
-        self.trie_keys, self.trie_word, parents = self._trie(
-            [(tokenizer.normalize(w), self.word_ids[w]) for w in vocabulary], symbols)
+        self.trie_keys, self.word_start, self.trie_words, parents = self._trie(
+            [(tokenizer.spellings(w), self.word_ids[w]) for w in vocabulary])
         self.trie_smear = self._smear(lm, parents)
-        self.hot_keys, hot_word, _ = self._trie(
-            [(tokenizer.normalize(w), 1) for w in hotwords], symbols)
-        self.hot_end = hot_word >= 0
+        self.hot_keys, hot_start, _, _ = self._trie(
+            [(tokenizer.spellings(w), 1) for w in hotwords])
+        self.hot_end = hot_start[1:] > hot_start[:-1]
 
     def _smear(self, lm: NgramLM | None, parents: dict[int, int]) -> np.ndarray:
         """Per trie node, the best unigram log10 probability among the words below it: a
         context-free LM look-ahead for partial words (0 at the root)."""
         if lm is None:
-            return np.zeros(len(self.trie_word))
-        smear = np.full(len(self.trie_word), -99.0)
+            return np.zeros(len(self.word_start) - 1)
+        smear = np.full(len(self.word_start) - 1, -99.0)
         smear[0] = 0.0
-        words = {i: w for w, i in self.word_ids.items()}
-        for node, word_id in enumerate(self.trie_word.tolist()):
-            if word_id < 0:
+        starts = self.word_start.tolist()
+        for node in range(len(starts) - 1):
+            if starts[node] == starts[node + 1]:
                 continue
-            best = lm.ngrams[1].get((words[word_id],), (lm.unk_logprob, 0.0))[0]
+            best = max(lm.ngrams[1].get((self.words[word_id],), (lm.unk_logprob, 0.0))[0]
+                       for word_id in self.trie_words[starts[node]:starts[node + 1]].tolist())
             while node > 0:
                 if smear[node] >= best:
                     break
@@ -400,27 +435,33 @@ class _Tables:
         return smear
 
     @staticmethod
-    def _trie(entries, symbols) -> tuple[np.ndarray, np.ndarray]:
-        """Edges (hashed (node, token) keys and their child nodes) and each node's word id."""
+    def _trie(entries) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray,
+                                dict[int, int]]:
+        """A prefix tree of (spellings, word id) entries — a word may have several
+        spellings (pronunciations), and several words one (homophones). Returns the edges
+        (hashed (node, token) keys and their child nodes), the words ending at each node
+        (``words[start[n]:start[n + 1]]``) and each node's parent."""
         edges: dict[tuple[int, int], int] = {}
-        word_at = [-1]
-        for text, word_id in entries:
-            ids = [symbols.get(ch) for ch in text]
-            if not ids or None in ids or symbols.get(" ") in ids:
-                continue  # spelled with characters the model cannot emit
-            node = 0
-            for token in ids:
-                child = edges.get((node, token))
-                if child is None:
-                    child = len(word_at)
-                    edges[(node, token)] = child
-                    word_at.append(-1)
-                node = child
-            word_at[node] = word_id
-        keys = np.array([_key(np.array(edge, np.int64), 2) for edge in edges], np.int64)
+        ending: list[list[int]] = [[]]
+        for spellings, word_id in entries:
+            for ids in spellings:  # a word the model cannot spell has none
+                node = 0
+                for token in ids:
+                    child = edges.get((node, token))
+                    if child is None:
+                        child = len(ending)
+                        edges[(node, token)] = child
+                        ending.append([])
+                    node = child
+                if word_id not in ending[node]:
+                    ending[node].append(word_id)
+        pairs = np.array(list(edges) or np.zeros((0, 2)), np.int64).reshape(-1, 2)
         children = np.array(list(edges.values()), np.int64)
+        start = np.zeros(len(ending) + 1, np.int64)
+        start[1:] = np.cumsum([len(words) for words in ending])
+        words = np.array([w for words in ending for w in words], np.int64)
         parents = {child: node for (node, _), child in edges.items()}
-        return (keys, children), np.array(word_at, np.int64), parents
+        return (_edge_keys(pairs), children), start, words, parents
 
 
 class BeamSearchDecoder:
@@ -449,8 +490,11 @@ class BeamSearchDecoder:
         if lm is not None and not isinstance(lm, NgramLM):
             raise TypeError("the beam search fuses n-gram tables (an NgramLM such as ArpaLM); "
                             "use the flashlight backend for KenLM binaries")
-        if getattr(tokenizer, "kind", "char") != "char":
-            raise ValueError("word-level fusion needs a character tokenizer")
+        if getattr(tokenizer, "kind", "char") not in ("char", "phone"):
+            raise ValueError("word-level fusion needs a character or phone tokenizer")
+        if tokenizer.kind == "phone" and lexicon is None:
+            # phones spell only the words of the pronunciation lexicon
+            lexicon = list(tokenizer.lexicon.pronunciations)
         check_beam(beam)  # a beam of 0 would silently decode every utterance to ""
         check_beam(nbest, "nbest")
         for name, value in [("alpha (the LM weight)", alpha), ("beta (the word bonus)", beta),
@@ -487,9 +531,7 @@ class BeamSearchDecoder:
         """An LM whose words the model mostly cannot spell (another language or alphabet,
         upper-case words for a lower-case model) fuses nothing but the unknown-word score."""
         words = [w for w in lm.vocabulary if w not in (BOS, EOS, UNK)]
-        symbols = set(self.tokenizer.symbols)
-        spellable = sum(1 for w in words
-                        if (text := self.tokenizer.normalize(w)) and set(text) <= symbols)
+        spellable = sum(1 for w in words if self.tokenizer.spellings(w))
         if words and spellable < 0.5 * len(words):
             log.warning("%s: the model can spell only %d of its %d words; is it the LM for "
                         "this model's language and alphabet?", lm.path or "the LM",
@@ -531,33 +573,44 @@ class BeamSearchDecoder:
         if self.blank_penalty:
             search_log_probs = log_probs.copy()
             search_log_probs[:, 0] -= self.blank_penalty
-        nodes, scores, parent, token, frame = _search(
+        nodes, scores, last_words, parent, token, frame, emitted = _search(
             # frames are skipped by the blank's own posterior, so the penalty costs no speed
             search_log_probs, length, self.beam, self.token_k, self.token_min_logp,
             self.blank_skip_logp - self.blank_penalty, self.beam_prune_logp,
             self.tokenizer.space_id,
             self.alpha, self.beta, self.oov_penalty, self.oov_char_penalty, self.lexicon,
             self.lm is not None,
-            trie_children, tables.trie_word, tables.trie_smear * self.lookahead, tables.order,
+            trie_children, tables.word_start, tables.trie_words,
+            tables.trie_smear * self.lookahead, tables.order,
             ngram_index, tables.ngram_logprob, tables.ngram_backoff, tables.unk_logprob,
             tables.bos_id, tables.eos_id, tables.unk_id, hot_children, tables.hot_end,
             self.hotword_weight, self.nbest)
         hypotheses = []
-        for node, score in zip(nodes.tolist(), scores.tolist(), strict=True):
-            tokens, frames = [], []
+        for node, score, last_word in zip(nodes.tolist(), scores.tolist(), last_words.tolist(),
+                                          strict=True):
+            tokens, frames, word_ids = [], [], [last_word]
             while node > 0:
                 tokens.append(int(token[node]))
                 frames.append(int(frame[node]))
+                word_ids.append(int(emitted[node]))
                 node = int(parent[node])
             tokens.reverse()
             frames.reverse()
+            # the words the search chose, for tokenizers whose tokens do not spell them
+            chosen = [tables.words[w] for w in reversed(word_ids) if w >= 0]
             # A node keeps its token's most likely entry frame over all the paths merged
             # into it, which can precede the token before it; in CTC each token takes a
             # frame of its own after the previous one.
             for i in range(1, len(frames)):
                 frames[i] = max(frames[i], frames[i - 1] + 1)
-            hypotheses.append(Hypothesis(self.tokenizer.decode(tokens), score, tokens,
-                                         self._words(tokens, frames, log_probs, length)))
+            words = self._words(tokens, frames, log_probs, length)
+            if self.tokenizer.kind == "phone":
+                words = [dataclasses.replace(word, text=text)
+                         for word, text in zip(words, chosen, strict=True)]
+                text = " ".join(chosen)
+            else:
+                text = self.tokenizer.decode(tokens)
+            hypotheses.append(Hypothesis(text, score, tokens, words))
         return hypotheses or [Hypothesis("", float("-inf"))]
 
     def decode_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor

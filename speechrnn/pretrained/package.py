@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from speechrnn.fileio import write_atomic
 from speechrnn.models.checkpoint import atomic_directory, read_config, resolve, write_tensors
+from speechrnn.text import LEXICON_FILE
 
 
 def package(model: Path, out: Path, lm: Path | None, decoding: dict, description: str,
@@ -29,8 +30,9 @@ def package(model: Path, out: Path, lm: Path | None, decoding: dict, description
     def write(folder: Path) -> None:
         write_tensors({name: tensor.half().contiguous() for name, tensor in weights.items()},
                       folder / "model.safetensors")
-        for name in ("tokenizer.json", "cmvn.json"):
-            shutil.copy2(source / name, folder / name)
+        for name in ("tokenizer.json", "cmvn.json", LEXICON_FILE):
+            if name != LEXICON_FILE or (source / name).exists():  # a phone model's
+                shutil.copy2(source / name, folder / name)
         if lm is not None:
             shutil.copy2(lm, folder / "lm.arpa.gz")
         packaged = {**config, "description": description, "weights_dtype": "float16",

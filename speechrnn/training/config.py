@@ -43,8 +43,12 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = choice("char", ("char", "bpe"))
+    kind: str = choice("char", ("char", "bpe", "phone"))
     vocab_size: int = 256  # bpe only
+    # phone only: lexicons that supply training words CMUdict lacks (a corpus's own)
+    lexicons: list[str] = field(default_factory=list)
+    # char: a character outside the vocabulary; phone: a word without a pronunciation
+    # (error: the utterance is left out of training, reported; skip: the word is dropped)
     oov: str = choice("skip", ("error", "skip", "unk"))
     case: str = choice("lower", ("lower", "upper", "keep"))
 

@@ -21,10 +21,19 @@ from speechrnn.data.dataset import ASRDataset, AudioCache, collate, manifest_cmv
 from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.data.sampler import BucketingSampler
 from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_features, load_cmvn
+from speechrnn.fileio import input_problem
 from speechrnn.models import checkpoint as ckpt
 from speechrnn.models.acoustic import AcousticModel, ModelConfig
 from speechrnn.pretrained import resolve_model
-from speechrnn.text import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer, save_tokenizer
+from speechrnn.text import (
+    BPETokenizer,
+    CharTokenizer,
+    PhoneTokenizer,
+    Tokenizer,
+    TokenizerError,
+    load_tokenizer,
+    save_tokenizer,
+)
 from speechrnn.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -205,12 +214,37 @@ def _tokenizer(config: TrainConfig, outdir: Path, resume: bool, entries: list[En
         tokenizer = initial.tokenizer
     elif options.kind == "bpe":
         tokenizer = BPETokenizer.build(texts, options.vocab_size, options.case)
+    elif options.kind == "phone":
+        for path in options.lexicons:
+            if problem := input_problem(path):
+                raise ValueError(f"tokenizer.lexicons: {path} {problem}")
+        tokenizer = PhoneTokenizer.build(texts, options.lexicons,
+                                         "skip" if options.oov == "skip" else "error",
+                                         options.case)
     else:
         tokenizer = CharTokenizer.build(texts, options.oov, options.case)
     if rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)
         save_tokenizer(tokenizer, saved)
     return tokenizer
+
+
+def _encodable(entries: list[Entry], tokenizer: Tokenizer, split: str) -> list[Entry]:
+    """The entries whose transcripts the tokenizer can encode (a phone tokenizer lacks
+    pronunciations of some words); the others are left out and counted in the log."""
+    kept, left_out = [], []
+    for entry in entries:
+        try:
+            tokenizer.encode(entry.text)
+        except TokenizerError as error:
+            left_out.append(f"{entry.id} ({error})")
+            continue
+        kept.append(entry)
+    if left_out:
+        log.warning("%d %s utterances left out, their transcripts cannot be tokenized: %s%s",
+                    len(left_out), split, ", ".join(left_out[:3]),
+                    " ..." if len(left_out) > 3 else "")
+    return kept
 
 
 def _cmvn(config: TrainConfig, outdir: Path, entries: list[Entry],
@@ -273,6 +307,8 @@ def prepare_training(config: TrainConfig, outdir: str | Path, resume: bool = Fal
     warn_rate_mismatch(train_entries, config.features.sample_rate)
     features = build_features(config.features)
     tokenizer = _tokenizer(config, outdir, resume, train_entries, initial, rank)
+    train_entries = _encodable(train_entries, tokenizer, "training")
+    dev_entries = _encodable(dev_entries, tokenizer, "dev")
     config.model.input_dim = features.dim
     config.model.vocab_size = len(tokenizer)
     model = AcousticModel(config.model)

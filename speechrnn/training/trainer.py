@@ -353,8 +353,11 @@ class Trainer:
         parts = [f"epoch {self.epoch}/{self.config.epochs}",
                  f"train loss {sum(losses) / len(losses):.3f}" if losses else "train loss -"]
         if "wer" in metrics:
-            parts += [f"dev loss {metrics['loss']:.3f}", f"dev WER {100 * metrics['wer']:.2f}%",
-                      f"CER {100 * metrics['cer']:.2f}%"]
+            if self.tokenizer.kind == "phone":  # greedy output is phones, not words
+                rates = [f"dev PER {100 * metrics['wer']:.2f}%"]
+            else:
+                rates = [f"dev WER {100 * metrics['wer']:.2f}%", f"CER {100 * metrics['cer']:.2f}%"]
+            parts += [f"dev loss {metrics['loss']:.3f}", *rates]
         parts += [f"lr {self.scheduler.get_last_lr()[0]:.2e}",
                   f"{time.time() - self.epoch_started:.1f} s",
                   "new best, saved to best/" if best and "wer" in metrics else "saved to last/"]
@@ -379,7 +382,7 @@ class Trainer:
                 for ids, text in zip(greedy_ids(log_probs, output_lengths), batch.texts,
                                      strict=True):
                     hypotheses.append(self.tokenizer.decode(ids))
-                    references.append(text)
+                    references.append(self.tokenizer.reference(text))
         wer, cer = error_rates(references, hypotheses, self.tokenizer.case)
         return {"wer": wer, "cer": cer, "loss": total_loss / max(count, 1)}
 

@@ -18,6 +18,7 @@ from speechrnn.data.prepare.common import (
     download,
     speaker_split,
 )
+from speechrnn.fileio import write_atomic
 
 SPEECHOCEAN762_URL = "https://www.openslr.org/resources/101/speechocean762.tar.gz"
 
@@ -99,11 +100,16 @@ def prepare(src: Path, outdir: Path, audio_root: Path | None = None, dev_fractio
 def prepare_speechocean762(src: Path, outdir: Path, dev_fraction: float = 0.1, seed: int = 0,
                            download_corpus: bool = False) -> PrepareReport:
     """speechocean762 in its OpenSLR 101 layout (train/, test/, WAVE/); dev = 10% of the train
-    speakers."""
+    speakers. The corpus's pronunciation lexicon (resource/lexicon.txt) is copied to
+    ``outdir``/corpus_lexicon.txt for phone models (tokenizer.lexicons)."""
     if download_corpus:
         download(SPEECHOCEAN762_URL, src)
         if (src / "speechocean762").is_dir():
             src = src / "speechocean762"
     if not (src / "train" / "wav.scp").exists():
         raise PrepareError(f"{src} is not a speechocean762 folder (train/wav.scp missing)")
-    return prepare(src, outdir, audio_root=src, dev_fraction=dev_fraction, seed=seed)
+    report = prepare(src, outdir, audio_root=src, dev_fraction=dev_fraction, seed=seed)
+    lexicon = src / "resource" / "lexicon.txt"
+    if lexicon.is_file():
+        write_atomic(outdir / "corpus_lexicon.txt", lexicon.read_text(encoding="utf-8"))
+    return report
