@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from speechrnn import audio
 from speechrnn.data.manifest import Entry, load_entry
 from speechrnn.fileio import OutputFiles
 from speechrnn.scoring import Report, ScoringError, check_trn_ids, score, write_trn
-from speechrnn.transcriber import Transcriber
+from speechrnn.transcriber import Transcriber, Transcript
 
 
 @dataclass
@@ -33,6 +34,23 @@ def check_evaluation_inputs(entries: list[Entry], manifest: str | Path) -> None:
     check_trn_ids((e.id for e in entries), str(manifest))
 
 
+Outcome = tuple[Entry, "Transcript | audio.AudioError", float]  # result, seconds decoding
+
+
+def decode_entries(transcriber: Transcriber, entries: list[Entry], progress=None
+                   ) -> Iterator[Outcome]:
+    """Each entry's transcript (or its AudioError) and the seconds spent on it, in order."""
+    for entry in progress(entries) if progress else entries:
+        started = time.perf_counter()
+        try:
+            result = transcriber.transcribe_waveform(
+                load_entry(entry, transcriber.sample_rate), entry.audio)
+        except audio.AudioError as error:
+            yield entry, error, 0.0
+            continue
+        yield entry, result, time.perf_counter() - started
+
+
 def evaluate_manifest(transcriber: Transcriber, entries: list[Entry], output: Path,
                       manifest: str | Path = "", progress=None) -> Evaluation:
     """Decode ``entries``, score them against their transcripts and write ``output``/
@@ -40,25 +58,30 @@ def evaluate_manifest(transcriber: Transcriber, entries: list[Entry], output: Pa
     audio file is reported on stderr and its utterance scored as all deletions.
     ``progress`` wraps the entry list (e.g. tqdm) when given."""
     check_evaluation_inputs(entries, manifest)
+    return write_evaluation(decode_entries(transcriber, entries, progress), entries, output,
+                            transcriber.settings(), transcriber.reference, manifest)
+
+
+def write_evaluation(outcomes: Iterable[Outcome], entries: list[Entry], output: Path,
+                     settings: dict, reference=lambda text: text, manifest: str | Path = ""
+                     ) -> Evaluation:
+    """Score decoding ``outcomes`` (however they were computed: here, or on a cluster)
+    against ``entries``' transcripts, mapped through ``reference`` (a phone model's greedy
+    output is scored against phones), and write the five result files (all or none)."""
     output.mkdir(parents=True, exist_ok=True)
-    # a phone model's greedy output is phones: scored against the transcripts' phones (PER)
-    references = {e.id: transcriber.reference(e.text) for e in entries}
+    references = {e.id: reference(e.text) for e in entries}
     speakers = {e.id: e.speaker for e in entries}
     hypotheses: dict[str, str] = {}
     failures = 0
     audio_seconds = compute_seconds = 0.0
     with OutputFiles() as files:
         jsonl = files.open(output / "hyp.jsonl")
-        for entry in progress(entries) if progress else entries:
-            try:
-                started = time.perf_counter()
-                result = transcriber.transcribe_waveform(
-                    load_entry(entry, transcriber.sample_rate), entry.audio)
-                compute_seconds += time.perf_counter() - started
-            except audio.AudioError as error:
-                print(f"skipped {entry.id}: {error}", file=sys.stderr)
+        for entry, result, seconds in outcomes:
+            if isinstance(result, audio.AudioError):
+                print(f"skipped {entry.id}: {result}", file=sys.stderr)
                 failures += 1
                 continue
+            compute_seconds += seconds
             audio_seconds += result.duration
             hypotheses[entry.id] = result.text
             jsonl.write(json.dumps({"id": entry.id, **result.to_dict()}, ensure_ascii=False)
@@ -68,7 +91,7 @@ def evaluate_manifest(transcriber: Transcriber, entries: list[Entry], output: Pa
         report = score(references, hypotheses, speakers)
         files.write(output / "report.txt", report.format(alignments=True) + "\n")
         summary = {**report.summary(), "rtf": compute_seconds / max(audio_seconds, 1e-9),
-                   "audio_seconds": audio_seconds, "decoder": transcriber.settings(),
+                   "audio_seconds": audio_seconds, "decoder": settings,
                    "manifest": str(manifest), "failed": failures}
         files.write(output / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
     return Evaluation(report, summary, failures)

@@ -19,9 +19,10 @@ LAYERS = [
     ["models", "pretrained", "export"],
     ["transcriber", "training"],
     ["evaluation", "tuning", "plots", "pretrained.package"],
+    ["distributed"],
     ["argtypes", "cli"],
 ]
-INFERENCE = ("transcriber", "evaluation", "tuning", "export", "pretrained")
+INFERENCE = ("transcriber", "evaluation", "tuning", "export", "distributed", "pretrained")
 
 
 def module_name(path: Path) -> str:
