@@ -81,6 +81,9 @@ if [ -n "$ensemble" ]; then
   members=(); for member in ${ensemble//,/ }; do members+=("exp/$member/best"); done
 fi
 models=(); for member in "${members[@]}"; do models+=(--model "$member"); done
+# Stage 3 trains a run until it has finished (.trained): best/ alone may be an interrupted
+# run's, which is resumed. Stages 4-5 decode any model folder.
+unfinished() { local member; for member in "${members[@]}"; do [ -f "$member/../.trained" ] || echo "$member"; done; }
 untrained() { local member; for member in "${members[@]}"; do [ -f "$member/config.json" ] || echo "$member"; done; }
 
 if run_stage 0 && [ ! -f data/$test_set.jsonl ]; then
@@ -105,7 +108,7 @@ if run_stage 2 && [ -n "$lexicon" ] && [ ! -f data/lexicon.txt ]; then
   log "stage 2: lexicon (the words of data/$train_set.jsonl)"
   speechrnn lm lexicon data/$train_set.jsonl data/lexicon.txt
 fi
-if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/best/config.json" ]; then
+if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/.trained" ]; then
   log "stage 3: train with conf/$config ${extra[*]:-}"
   start=$(date +%s)
   # an interrupted run continues from its checkpoint; one stopped before any is restarted
@@ -113,9 +116,10 @@ if run_stage 3 && [ -z "$ensemble" ] && [ ! -f "$exp/best/config.json" ]; then
   if [ -d "$exp/last" ]; then resume=(--resume); elif [ -f "$exp/tokenizer.json" ]; then resume=(--overwrite); fi
   speechrnn train --config "conf/$config" --outdir "$exp" --set progress=false "${extra[@]}" "${resume[@]}" \
     2>&1 | tee -a "$exp/run.log"
+  touch "$exp/.trained"  # reached only when training succeeded (pipefail)
   log "training took $(( $(date +%s) - start )) s"
 fi
-if run_stage 3 && [ -n "$seeds" ] && [ -n "$(untrained)" ]; then
+if run_stage 3 && [ -n "$seeds" ] && [ -n "$(unfinished)" ]; then
   threads=${OMP_NUM_THREADS:-$(( $(nproc) / ${#seed_list[@]} ))}
   [ "$threads" -ge 1 ] || threads=1  # more seeds than cores
   log "stage 3: train seeds ${seeds} side by side, $threads thread(s) each (logs: exp/${name}_s<seed>/run.log)"

@@ -284,7 +284,7 @@ def test_the_best_epoch_reported_is_the_one_best_holds(prepared, tmp_path):
     assert marked[-1] == f"epoch {epoch}/4"
 
 
-def test_a_copied_recipe_folder_runs(data_dir, tmp_path):
+def test_a_copied_recipe_folder_runs_and_resumes_an_unfinished_training(data_dir, tmp_path):
     import shutil
 
     recipe = tmp_path / "mycorpus"
@@ -297,3 +297,20 @@ def test_a_copied_recipe_folder_runs(data_dir, tmp_path):
     for made in ("data/test.jsonl", "data/train_words.jsonl", "data/lm.arpa.gz",
                  "data/lexicon.txt", "exp/blstm/cmvn.json"):
         assert (recipe / made).exists(), made
+
+    def stage3(*overrides: str) -> str:
+        done = subprocess.run([str(recipe / "run.sh"), "--stage", "3", "--stop-stage", "3",
+                               "--set", "model.hidden=16", *overrides], capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    run = recipe / "exp" / "blstm"
+    assert "stage 3: train" in stage3("--set", "epochs=1")
+    assert (run / ".trained").exists()
+    assert "stage 3" not in stage3("--set", "epochs=2")  # finished: not trained again
+    # an interrupted run has best/ but no .trained: stage 3 resumes it, not skips it
+    (run / ".trained").unlink()
+    assert "stage 3: train" in stage3("--set", "epochs=2")
+    epochs = [line.split(",")[3] for line in (run / "valid.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2"]
