@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,8 @@ from speechrnn.text import (
 from speechrnn.training import load_config
 from speechrnn.training.trainer import Trainer
 from speechrnn.transcriber import Transcriber
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_lexicon_reads_kaldi_lines_drops_stress_and_keeps_variants(tmp_path):
@@ -210,3 +213,24 @@ def test_a_tiny_phone_model_learns_yesno_and_decodes_words(prepared, yesno_phone
     assert search.unit == "word"
     words = [search(e.audio).text for e in entries]
     assert error_rates([e.text for e in entries], words)[0] <= 0.05
+
+
+def test_training_leaves_out_utterances_with_unpronounceable_words(tmp_path, caplog):
+    """A phone model's targets come from the lexicon: an utterance with a word that neither
+    CMUdict nor the corpus lexicon knows is left out of training and reported, not trained
+    on with a silently shortened target."""
+    from speechrnn.data.manifest import Entry
+    from speechrnn.training.setup import prepare_training
+
+    samples = sorted((REPO / "data" / "samples").glob("*.opus"))[:3]
+    entries = [Entry(p.stem, str(p), 3.0, p.with_suffix(".txt").read_text()) for p in samples]
+    entries[1] = Entry("odd", entries[1].audio, 3.0, "the zxqv sat")
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, entries)
+    config = load_config(None, [f"data.train={manifest}", "data.dev=", "tokenizer.kind=phone",
+                                "tokenizer.oov=error", "data.num_workers=0"])
+    with caplog.at_level("WARNING"):
+        setup = prepare_training(config, tmp_path / "run")
+    assert [e.id for e in setup.train_entries] == [entries[0].id, entries[2].id]
+    assert "1 training utterances left out" in caplog.text and "'zxqv'" in caplog.text
+    assert (tmp_path / "run" / "lexicon.txt").exists()
