@@ -8,6 +8,7 @@ the text it is scored against are cleaned the same way. Token id 0 is always the
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import re
@@ -23,6 +24,7 @@ _NOT_KEPT = re.compile(r"[^\w' ]+")
 _SPACES = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a CMUdict lexicon normalises ~130,000 words, often twice
 def normalize(text: str, case: str = "lower", keep_apostrophes: bool = True) -> str:
     """Canonical form of a transcript: NFKC, one case, no punctuation, single spaces.
 
@@ -355,8 +357,8 @@ class PhoneTokenizer:
 
     def spellings(self, word: str) -> list[list[int]]:
         """The token id sequences of each pronunciation of ``word`` (none if unknown)."""
-        return [[self._index[p] for p in phones]
-                for phones in self.lexicon.get(self.normalize(word))]
+        pronunciations = self.lexicon.get(word) or self.lexicon.get(self.normalize(word))
+        return [[self._index[p] for p in phones] for phones in pronunciations]
 
     def encode(self, text: str) -> list[int]:
         """Word transcript → the preferred pronunciations' phone ids, ``|`` between words."""
