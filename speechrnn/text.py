@@ -51,7 +51,43 @@ class TokenizerError(ValueError):
     """Text that the tokenizer's policy refuses (a character outside its vocabulary)."""
 
 
-class CharTokenizer:
+class SpacedTokens:
+    """What character and phone tokenizers share: blank = 0, a word-boundary token = 1 (the
+    space, or ``|``), normalised text, and words grouped by the boundary."""
+
+    symbols: list[str]
+    case: str
+
+    @property
+    def blank_id(self) -> int:
+        return 0
+
+    @property
+    def space_id(self) -> int:
+        return 1
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def normalize(self, text: str) -> str:
+        return normalize(text, self.case)
+
+    def word_boundary(self, token_id: int) -> bool:
+        """True if the token separates words."""
+        return token_id == self.space_id
+
+    def group_words(self, ids: list[int]) -> list[list[int]]:
+        """Positions in ``ids`` grouped into words (boundaries separate, belong to none)."""
+        groups: list[list[int]] = [[]]
+        for position, token in enumerate(ids):
+            if token == self.space_id:
+                groups.append([])
+            else:
+                groups[-1].append(position)
+        return [g for g in groups if g]
+
+
+class CharTokenizer(SpacedTokens):
     """Characters as tokens: blank = 0, then the space, then the training text's characters.
 
     ``oov`` says what happens to a character outside the vocabulary: "error" raises
@@ -81,20 +117,6 @@ class CharTokenizer:
         chars.discard(" ")
         return cls([BLANK, " ", *sorted(chars)], oov=oov, case=case)
 
-    @property
-    def blank_id(self) -> int:
-        return 0
-
-    @property
-    def space_id(self) -> int:
-        return 1
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    def normalize(self, text: str) -> str:
-        return normalize(text, self.case)
-
     def encode(self, text: str) -> list[int]:
         """Normalise and map to token ids (no blanks)."""
         ids = []
@@ -123,20 +145,6 @@ class CharTokenizer:
         vocabulary or is not one word)."""
         ids = [self._index.get(char) for char in self.normalize(word)]
         return [ids] if ids and None not in ids and self.space_id not in ids else []
-
-    def word_boundary(self, token_id: int) -> bool:
-        """True if the token separates words (the space)."""
-        return token_id == self.space_id
-
-    def group_words(self, ids: list[int]) -> list[list[int]]:
-        """Positions in ``ids`` grouped into words (spaces separate, belong to none)."""
-        groups: list[list[int]] = [[]]
-        for position, token in enumerate(ids):
-            if token == self.space_id:
-                groups.append([])
-            else:
-                groups[-1].append(position)
-        return [g for g in groups if g]
 
     def to_dict(self) -> dict:
         return {"type": self.kind, "symbols": self.symbols, "oov": self.oov, "case": self.case}
@@ -294,7 +302,7 @@ class Lexicon:
                 yield f"{word}\t{' '.join(phones)}\n"
 
 
-class PhoneTokenizer:
+class PhoneTokenizer(SpacedTokens):
     """ARPAbet phones as tokens, through a pronunciation lexicon: blank = 0, the word
     boundary ``|`` = 1, then the phones.
 
@@ -341,20 +349,6 @@ class PhoneTokenizer:
                 lexicon.add(word, phones)
         return cls([BLANK, WORD_BOUNDARY, *lexicon.phones()], lexicon, oov, case, stress)
 
-    @property
-    def blank_id(self) -> int:
-        return 0
-
-    @property
-    def space_id(self) -> int:
-        return 1
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    def normalize(self, text: str) -> str:
-        return normalize(text, self.case)
-
     def spellings(self, word: str) -> list[list[int]]:
         """The token id sequences of each pronunciation of ``word`` (none if unknown)."""
         pronunciations = self.lexicon.get(word) or self.lexicon.get(self.normalize(word))
@@ -381,11 +375,6 @@ class PhoneTokenizer:
     def reference(self, text: str) -> str:
         """What ``decode`` of a perfect output gives for transcript ``text``."""
         return self.decode(self.encode(text))
-
-    def word_boundary(self, token_id: int) -> bool:
-        return token_id == self.space_id
-
-    group_words = CharTokenizer.group_words
 
     def to_dict(self) -> dict:
         return {"type": self.kind, "symbols": self.symbols, "oov": self.oov, "case": self.case,
