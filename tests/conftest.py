@@ -74,18 +74,14 @@ def prepared(data_dir: Path, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-@pytest.fixture(scope="session")
-def yesno_model(prepared, tmp_path_factory) -> tuple[Path, float]:
-    """A small BiLSTM trained on yesno once per session (recipes/yesno/conf/blstm.yaml, whole
-    utterances and their single words): (best checkpoint, training seconds)."""
-    import time
-
+def train_yesno(prepared: dict[str, Path], outdir: Path, *overrides: str) -> Path:
+    """Train the small yesno test model (recipes/yesno/conf/blstm.yaml: whole utterances and
+    their single words) into ``outdir``, with config ``overrides``; returns its best folder."""
     from speechrnn.data.manifest import read_manifest, write_manifest
     from speechrnn.data.segment import word_segments
     from speechrnn.training import load_config
     from speechrnn.training.trainer import Trainer
 
-    outdir = tmp_path_factory.mktemp("yesno-exp")
     train = prepared["yesno"] / "train.jsonl"
     words = outdir / "train_words.jsonl"
     write_manifest(words, [w for e in read_manifest(train) for w in word_segments(e) or []])
@@ -94,7 +90,16 @@ def yesno_model(prepared, tmp_path_factory) -> tuple[Path, float]:
         f"data.dev={prepared['yesno'] / 'dev.jsonl'}", "data.max_frames=4000",
         "data.num_workers=0", "features.n_mels=40", "features.sample_rate=8000",
         "model.hidden=64", "model.layers=2", "model.dropout=0.2", "optim.lr=0.005",
-        "optim.warmup_steps=5", "progress=false", "epochs=30"])
-    started = time.time()
+        "optim.warmup_steps=5", "progress=false", "epochs=30", *overrides])
     Trainer(config, outdir).fit()
-    return outdir / "best", time.time() - started
+    return outdir / "best"
+
+
+@pytest.fixture(scope="session")
+def yesno_model(prepared, tmp_path_factory) -> tuple[Path, float]:
+    """The small yesno model trained once per session: (best checkpoint, training seconds)."""
+    import time
+
+    started = time.time()
+    best = train_yesno(prepared, tmp_path_factory.mktemp("yesno-exp"))
+    return best, time.time() - started

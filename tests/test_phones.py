@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from speechrnn.data.manifest import read_manifest, write_manifest
-from speechrnn.data.segment import word_segments
 from speechrnn.decoding.beam import BeamSearchDecoder
 from speechrnn.decoding.lm import ArpaLM
 from speechrnn.scoring import error_rates
@@ -26,8 +25,8 @@ from speechrnn.text import (
     save_tokenizer,
 )
 from speechrnn.training import load_config
-from speechrnn.training.trainer import Trainer
 from speechrnn.transcriber import Transcriber
+from tests.conftest import train_yesno
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,20 +183,8 @@ def test_homophones_are_told_apart_by_the_lm_in_context():
 
 @pytest.fixture(scope="module")
 def yesno_phone_model(prepared, tmp_path_factory):
-    """The yesno test model (conftest.yesno_model) with phone targets: yes = Y EH S,
-    no = N OW."""
-    outdir = tmp_path_factory.mktemp("yesno-phones")
-    train = prepared["yesno"] / "train.jsonl"
-    words = outdir / "train_words.jsonl"  # the recordings and their single words, as there
-    write_manifest(words, [w for e in read_manifest(train) for w in word_segments(e) or []])
-    config = load_config(None, [
-        f"data.train=[{train},{words}]",
-        f"data.dev={prepared['yesno'] / 'dev.jsonl'}", "data.max_frames=4000",
-        "data.num_workers=0", "features.n_mels=40", "features.sample_rate=8000",
-        "tokenizer.kind=phone", "model.hidden=64", "model.layers=2", "model.dropout=0.2",
-        "optim.lr=0.005", "optim.warmup_steps=5", "progress=false", "epochs=30"])
-    Trainer(config, outdir).fit()
-    return outdir / "best"
+    """The yesno test model (conftest) with phone targets: yes = Y EH S, no = N OW."""
+    return train_yesno(prepared, tmp_path_factory.mktemp("yesno-phones"), "tokenizer.kind=phone")
 
 
 def test_a_tiny_phone_model_learns_yesno_and_decodes_words(prepared, yesno_phone_model):
