@@ -221,3 +221,26 @@ def test_training_leaves_out_utterances_with_unpronounceable_words(tmp_path, cap
     assert [e.id for e in setup.train_entries] == [entries[0].id, entries[2].id]
     assert "1 training utterances left out" in caplog.text and "'zxqv'" in caplog.text
     assert (tmp_path / "run" / "lexicon.txt").exists()
+
+
+def test_lexicon_words_the_lm_lacks_share_its_unk_probability():
+    """"bb" and "x" are lexicon words the LM lacks: each scores log10 P(<unk>) − log10 2, the
+    LM's unknown-word mass shared between them, then </s> by the LM's back-off."""
+    tokenizer = tiny_tokenizer()
+    lm = tiny_lm()
+    for word in ("bb", "x"):
+        del lm.ngrams[1][(word,)]
+    lm.ngrams[2] = {gram: value for gram, value in lm.ngrams[2].items()
+                    if "bb" not in gram and "x" not in gram}
+    lm.ngrams[1][("<unk>",)] = (-1.0, 0.0)
+    log_probs = np.full((3, len(SYMBOLS)), -12.0)
+    for frame, token in enumerate([3, 0, 3]):  # B B
+        log_probs[frame, token] = 0.0
+    log_probs = torch.log_softmax(torch.from_numpy(log_probs), dim=-1).numpy()
+    alpha, beta = 0.7, 0.4
+    best = BeamSearchDecoder(tokenizer, lm, beam=64, alpha=alpha, beta=beta,
+                             blank_skip=1.0).decode(log_probs)[0]
+    assert best.text == "bb"
+    lm_score = (-1.0 - math.log10(2)) + lm.ngrams[1][("</s>",)][0]
+    expected = ctc_log_likelihood(log_probs, [3, 3]) + alpha * math.log(10) * lm_score + beta
+    assert best.score == pytest.approx(expected, abs=1e-6)

@@ -401,6 +401,11 @@ class _Tables:
             by_spelling = words_by_spelling(lm_words, tokenizer)
             vocabulary = list(dict.fromkeys(by_spelling.get(tokenizer.normalize(w), w)
                                             for w in lexicon))
+        outside = [w for w in vocabulary if w not in self.word_ids]
+        if lm is not None and outside and (UNK,) in lm.ngrams[1]:
+            # Lexicon words the LM lacks (most of CMUdict for a phone model) share the LM's
+            # <unk> probability evenly, rather than each getting all of it (or none).
+            self.unk_logprob = lm.ngrams[1][(UNK,)][0] - math.log10(len(outside))
         for word in vocabulary:
             self.word_ids.setdefault(word, len(self.word_ids))
         self.words = list(self.word_ids)  # vocabulary id → word
