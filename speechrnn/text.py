@@ -354,13 +354,14 @@ class PhoneTokenizer(SpacedTokens):
         pronunciations = self.lexicon.get(word) or self.lexicon.get(self.normalize(word))
         return [[self._index[p] for p in phones] for phones in pronunciations]
 
-    def encode(self, text: str) -> list[int]:
-        """Word transcript → the preferred pronunciations' phone ids, ``|`` between words."""
+    def encode(self, text: str, oov: str | None = None) -> list[int]:
+        """Word transcript → the preferred pronunciations' phone ids, ``|`` between words
+        (``oov`` overrides the tokenizer's policy for words without a pronunciation)."""
         ids: list[int] = []
         for word in self.normalize(text).split():
             spellings = self.spellings(word)
             if not spellings:
-                if self.oov == "error":
+                if (oov or self.oov) == "error":
                     raise TokenizerError(f"no pronunciation for {word!r} in the lexicon")
                 continue
             if ids:
@@ -373,8 +374,9 @@ class PhoneTokenizer(SpacedTokens):
         return " ".join(self.symbols[i] for i in ids if i > 1)
 
     def reference(self, text: str) -> str:
-        """What ``decode`` of a perfect output gives for transcript ``text``."""
-        return self.decode(self.encode(text))
+        """What ``decode`` of a perfect output gives for transcript ``text``: its phones (a
+        word without a pronunciation, which no output can match either, is left out)."""
+        return self.decode(self.encode(text, oov="skip"))
 
     def to_dict(self) -> dict:
         return {"type": self.kind, "symbols": self.symbols, "oov": self.oov, "case": self.case,

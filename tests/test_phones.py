@@ -79,6 +79,8 @@ def test_words_without_a_pronunciation_follow_the_oov_policy(tmp_path):
         tokenizer.encode("henny zxqv")
     skipping = PhoneTokenizer(tokenizer.symbols, tokenizer.lexicon, oov="skip")
     assert skipping.encode("henny zxqv") == tokenizer.encode("henny")
+    # a phone error rate's reference leaves such a word out rather than failing
+    assert tokenizer.reference("henny zxqv") == "HH EH N IY"
 
 
 # A tiny phone set and lexicon for exact checks: "ab" has two pronunciations, "ba" and "bb"
