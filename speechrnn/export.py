@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from speechrnn.models.checkpoint import Checkpoint, load_checkpoint
-from speechrnn.text import LEXICON_FILE
+from speechrnn.text import tokenizer_files
 
 FORMATS = ("onnx", "torchscript")
 INPUTS, OUTPUTS = ["features", "lengths"], ["log_probs", "output_lengths"]
@@ -147,9 +147,8 @@ def export_checkpoint(model_dir: str | Path, outdir: str | Path, format: str = "
     # into place file by file: a failed export leaves an earlier one in ``outdir`` whole.
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=outdir))
     try:
-        for name in ("config.json", "tokenizer.json", "cmvn.json", LEXICON_FILE):
-            if name != LEXICON_FILE or (checkpoint.path / name).exists():  # a phone model's
-                shutil.copy(checkpoint.path / name, staging / name)
+        for name in ("config.json", "cmvn.json", *tokenizer_files(checkpoint.path)):
+            shutil.copy(checkpoint.path / name, staging / name)
         if format == "torchscript":
             target = staging / "model.ts"
             export_torchscript(model, target)

@@ -51,9 +51,9 @@ class TokenizerError(ValueError):
     """Text that the tokenizer's policy refuses (a character outside its vocabulary)."""
 
 
-class SpacedTokens:
-    """What character and phone tokenizers share: blank = 0, a word-boundary token = 1 (the
-    space, or ``|``), normalised text, and words grouped by the boundary."""
+class Tokens:
+    """What every tokenizer shares: blank = 0, its symbol count, and text normalised in its
+    case; a perfect output decodes to the normalised transcript."""
 
     symbols: list[str]
     case: str
@@ -62,15 +62,24 @@ class SpacedTokens:
     def blank_id(self) -> int:
         return 0
 
-    @property
-    def space_id(self) -> int:
-        return 1
-
     def __len__(self) -> int:
         return len(self.symbols)
 
     def normalize(self, text: str) -> str:
         return normalize(text, self.case)
+
+    def reference(self, text: str) -> str:
+        """What ``decode`` of a perfect output gives for transcript ``text``."""
+        return self.normalize(text)
+
+
+class SpacedTokens(Tokens):
+    """What character and phone tokenizers share: a word-boundary token = 1 (the space, or
+    ``|``) and words grouped by it."""
+
+    @property
+    def space_id(self) -> int:
+        return 1
 
     def word_boundary(self, token_id: int) -> bool:
         """True if the token separates words."""
@@ -136,10 +145,6 @@ class CharTokenizer(SpacedTokens):
         text = "".join(self.symbols[i] for i in ids if i != 0)
         return _SPACES.sub(" ", text).strip()
 
-    def reference(self, text: str) -> str:
-        """What ``decode`` of a perfect output gives for transcript ``text``."""
-        return self.normalize(text)
-
     def spellings(self, word: str) -> list[list[int]]:
         """The token ids spelling ``word`` (none if it has a character outside the
         vocabulary or is not one word)."""
@@ -150,7 +155,7 @@ class CharTokenizer(SpacedTokens):
         return {"type": self.kind, "symbols": self.symbols, "oov": self.oov, "case": self.case}
 
 
-class BPETokenizer:
+class BPETokenizer(Tokens):
     """SentencePiece subword units (optional ``sentencepiece`` package); blank = 0.
 
     The trained SentencePiece model is embedded (base64) in the JSON, so one file restores it.
@@ -185,25 +190,11 @@ class BPETokenizer:
         )
         return cls(model.getvalue(), case)
 
-    @property
-    def blank_id(self) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    def normalize(self, text: str) -> str:
-        return normalize(text, self.case)
-
     def encode(self, text: str) -> list[int]:
         return [i + 1 for i in self._sp.encode(self.normalize(text))]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._sp.decode([i - 1 for i in ids if i != 0])
-
-    def reference(self, text: str) -> str:
-        """What ``decode`` of a perfect output gives for transcript ``text``."""
-        return self.normalize(text)
 
     def word_boundary(self, token_id: int) -> bool:
         """True if the token starts a new word (SentencePiece's ▁ prefix)."""
@@ -400,6 +391,13 @@ def tokenizer_from_dict(data: dict, folder: str | Path = ".") -> Tokenizer:
         return PhoneTokenizer(data["symbols"], lexicon, data.get("oov", "error"),
                               data["case"], stress)
     raise ValueError(f"unknown tokenizer type {data.get('type')!r}")
+
+
+def tokenizer_files(folder: str | Path) -> list[str]:
+    """The files of a model folder's tokenizer: ``tokenizer.json``, and a phone tokenizer's
+    lexicon beside it (what copying a model folder must carry)."""
+    lexicon = [LEXICON_FILE] if (Path(folder) / LEXICON_FILE).exists() else []
+    return ["tokenizer.json", *lexicon]
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> None:

@@ -17,12 +17,14 @@ from speechrnn.scoring import error_rates
 from speechrnn.text import (
     BLANK,
     WORD_BOUNDARY,
+    CharTokenizer,
     Lexicon,
     LexiconError,
     PhoneTokenizer,
     TokenizerError,
     load_tokenizer,
     save_tokenizer,
+    tokenizer_files,
 )
 from speechrnn.training import load_config
 from speechrnn.transcriber import Transcriber
@@ -65,6 +67,11 @@ def test_phone_tokenizer_round_trip_and_word_boundaries(tmp_path):
     assert again.symbols == tokenizer.symbols
     assert again.lexicon.pronunciations == tokenizer.lexicon.pronunciations
     assert again.encode("the cat sat") == ids
+    # what copying the model folder (average, package, export) must carry
+    assert tokenizer_files(tmp_path) == ["tokenizer.json", "lexicon.txt"]
+    (tmp_path / "char").mkdir()
+    save_tokenizer(CharTokenizer.build(["the cat"]), tmp_path / "char" / "tokenizer.json")
+    assert tokenizer_files(tmp_path / "char") == ["tokenizer.json"]
 
 
 def test_words_without_a_pronunciation_follow_the_oov_policy(tmp_path):

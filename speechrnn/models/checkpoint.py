@@ -28,7 +28,7 @@ from speechrnn.features import FeatureConfig, GlobalCMVN, UtteranceCMVN, build_f
 from speechrnn.fileio import input_problem, write_atomic
 from speechrnn.models.acoustic import AcousticModel, ModelConfig, config_dict
 from speechrnn.schema import checked_dataclass
-from speechrnn.text import LEXICON_FILE, Tokenizer, load_tokenizer, save_tokenizer
+from speechrnn.text import Tokenizer, load_tokenizer, save_tokenizer, tokenizer_files
 
 FORMAT_VERSION = 1
 
@@ -233,9 +233,8 @@ def average_checkpoints(paths: list[Path], output: Path) -> None:
     def write(directory: Path) -> None:
         source = resolve(paths[-1])
         write_tensors(averaged, directory / "model.safetensors")
-        for name in ("tokenizer.json", "cmvn.json", LEXICON_FILE):
-            if name != LEXICON_FILE or (source / name).exists():
-                shutil.copy(source / name, directory / name)
+        for name in ("cmvn.json", *tokenizer_files(source)):
+            shutil.copy(source / name, directory / name)
         config = dict(configs[-1])
         config["averaged_from"] = [str(p) for p in paths]
         config["metrics"] = {}

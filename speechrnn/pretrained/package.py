@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from speechrnn.fileio import write_atomic
 from speechrnn.models.checkpoint import atomic_directory, read_config, resolve, write_tensors
-from speechrnn.text import LEXICON_FILE
+from speechrnn.text import tokenizer_files
 
 
 def package(model: Path, out: Path, lm: Path | None, decoding: dict, description: str,
@@ -30,9 +30,8 @@ def package(model: Path, out: Path, lm: Path | None, decoding: dict, description
     def write(folder: Path) -> None:
         write_tensors({name: tensor.half().contiguous() for name, tensor in weights.items()},
                       folder / "model.safetensors")
-        for name in ("tokenizer.json", "cmvn.json", LEXICON_FILE):
-            if name != LEXICON_FILE or (source / name).exists():  # a phone model's
-                shutil.copy2(source / name, folder / name)
+        for name in ("cmvn.json", *tokenizer_files(source)):
+            shutil.copy2(source / name, folder / name)
         if lm is not None:
             shutil.copy2(lm, folder / "lm.arpa.gz")
         packaged = {**config, "description": description, "weights_dtype": "float16",

@@ -23,6 +23,7 @@ from speechrnn.models.checkpoint import (
     write_json,
     write_tensors,
 )
+from speechrnn.text import LEXICON_FILE
 
 
 def flatten_state(obj, prefix: str = "", tensors: dict | None = None):
@@ -71,7 +72,7 @@ def load_trainer_state(directory: Path) -> dict:
 # What a training run writes into its folder; cmvn.json and run.log may come first (a
 # recipe's CMVN stage and log), so they do not mark a folder as holding a run.
 RUN_FILES = ("tokenizer.json", "config.yaml", "train.csv", "valid.csv", "last", "last.old",
-             "last.tmp", "best", "best.old", "best.tmp", "checkpoints", "tb", "lexicon.txt")
+             "last.tmp", "best", "best.old", "best.tmp", "checkpoints", "tb", LEXICON_FILE)
 
 
 def claim_run_folder(outdir: Path, resume: bool, overwrite: bool) -> None:
