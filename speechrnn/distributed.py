@@ -10,14 +10,19 @@ without Ray, ``--shard K/N`` of ``transcribe`` and ``evaluate`` does the same jo
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from speechrnn import audio
-from speechrnn.data.manifest import Entry, load_entry, read_manifest
+from speechrnn.data.manifest import Entry, read_manifest
 from speechrnn.decoding.hypothesis import Word
-from speechrnn.evaluation import Evaluation, Outcome, check_evaluation_inputs, write_evaluation
+from speechrnn.evaluation import (
+    Evaluation,
+    Outcome,
+    check_evaluation_inputs,
+    decode_entries,
+    write_evaluation,
+)
 from speechrnn.transcriber import Transcriber, Transcript
 
 
@@ -32,21 +37,13 @@ class TranscriberActor:
         self.transcriber = Transcriber(**options)
 
     def __call__(self, batch: dict) -> dict:
+        entries = [Entry(**json.loads(line)) for line in batch["entry"]]
         results, errors, seconds = [], [], []
-        for line in batch["entry"]:
-            entry = Entry(**json.loads(line))
-            started = time.perf_counter()
-            try:
-                result = self.transcriber.transcribe_waveform(
-                    load_entry(entry, self.transcriber.sample_rate), entry.audio)
-            except audio.AudioError as error:
-                results.append("")
-                errors.append(str(error))
-                seconds.append(0.0)
-                continue
-            results.append(json.dumps(result.to_dict()))
-            errors.append("")
-            seconds.append(time.perf_counter() - started)
+        for _, result, took in decode_entries(self.transcriber, entries):
+            failed = isinstance(result, audio.AudioError)
+            results.append("" if failed else json.dumps(result.to_dict()))
+            errors.append(str(result) if failed else "")
+            seconds.append(took)
         return {"index": batch["index"], "result": results, "error": errors,
                 "seconds": seconds}
 
